@@ -1,0 +1,235 @@
+//! The model card: `model.json` beside `model.onnx`, written by the trainer.
+//!
+//! It carries everything the device needs besides the weights: the checksum
+//! that ties it to one ONNX file, the preprocessing, and the decision rule
+//! (threshold + uncertain band) chosen on validation data.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{one_line, EdgeError};
+
+/// Card schema version this crate writes and understands.
+pub const CARD_FORMAT_VERSION: u32 = 1;
+
+/// Network input description.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct InputSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub layout: String,
+    pub resize_shorter_side: u32,
+    pub crop: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+/// Network output description.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// Metadata accompanying one exported ONNX file.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ModelCard {
+    pub format_version: u32,
+    pub name: String,
+    pub architecture: String,
+    pub head: String,
+    /// "f32", "f16", "int8" or "int8-weights".
+    pub precision: String,
+    pub onnx_file: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    /// `["benign", "malignant"]`: index 1 is the malignant probability.
+    pub classes: Vec<String>,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    /// `p_malignant >= threshold` means malignant.
+    pub threshold: f32,
+    /// `|p_malignant - threshold| < uncertain_band` means uncertain.
+    pub uncertain_band: f32,
+    pub split_seed: Option<u64>,
+    #[serde(default)]
+    pub training: serde_json::Value,
+    #[serde(default)]
+    pub metrics: serde_json::Value,
+}
+
+/// Screening decision for one image.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Benign,
+    Malignant,
+    Uncertain,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Benign => "benign",
+            Label::Malignant => "malignant",
+            Label::Uncertain => "uncertain",
+        }
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl InputSpec {
+    /// The standard AlexNet/ImageNet input for a given batch size.
+    pub fn imagenet(batch: usize) -> Self {
+        use crate::preprocess::{IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE};
+        InputSpec {
+            name: "image".into(),
+            shape: vec![batch, 3, INPUT_SIZE as usize, INPUT_SIZE as usize],
+            layout: "NCHW".into(),
+            resize_shorter_side: INPUT_SIZE,
+            crop: INPUT_SIZE,
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+        }
+    }
+}
+
+impl ModelCard {
+    /// `model.onnx` -> `model.json`, `model-int8.onnx` -> `model-int8.json`.
+    pub fn card_path_for(onnx: &Path) -> PathBuf {
+        onnx.with_extension("json")
+    }
+
+    /// Read and sanity-check a card.
+    pub fn load(path: &Path) -> Result<Self, EdgeError> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                EdgeError::Card {
+                    path: path.to_path_buf(),
+                    reason: "model card not found (expected beside the ONNX file)".into(),
+                }
+            } else {
+                EdgeError::io("read", path, &e)
+            }
+        })?;
+        let card: ModelCard = serde_json::from_slice(&bytes).map_err(|e| EdgeError::Card {
+            path: path.to_path_buf(),
+            reason: format!("not a valid model card ({})", one_line(e)),
+        })?;
+        card.validate()
+            .map_err(|reason| EdgeError::Card {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+        Ok(card)
+    }
+
+    /// Write the card atomically as pretty JSON.
+    pub fn save(&self, path: &Path) -> Result<(), EdgeError> {
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| EdgeError::Card {
+            path: path.to_path_buf(),
+            reason: format!("cannot serialise card ({})", one_line(e)),
+        })?;
+        text.push('\n');
+        crate::fsutil::write_atomic(path, text.as_bytes())
+    }
+
+    /// Apply the card's decision rule to a malignant probability.
+    pub fn label_for(&self, p_malignant: f32) -> Label {
+        if (p_malignant - self.threshold).abs() < self.uncertain_band {
+            Label::Uncertain
+        } else if p_malignant >= self.threshold {
+            Label::Malignant
+        } else {
+            Label::Benign
+        }
+    }
+
+    /// Checks that do not need the ONNX file; a bad value here would silently
+    /// turn every prediction into the wrong label, so it is refused up front.
+    fn validate(&self) -> Result<(), String> {
+        if self.format_version > CARD_FORMAT_VERSION {
+            return Err(format!(
+                "card format_version {} is newer than this build understands ({CARD_FORMAT_VERSION})",
+                self.format_version
+            ));
+        }
+        if self.classes.len() != 2 {
+            return Err(format!(
+                "card lists {} classes, expected 2 (benign, malignant)",
+                self.classes.len()
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(format!("card threshold {} is outside [0, 1]", self.threshold));
+        }
+        if !(self.uncertain_band >= 0.0 && self.uncertain_band < 1.0) {
+            return Err(format!(
+                "card uncertain_band {} is outside [0, 1)",
+                self.uncertain_band
+            ));
+        }
+        if self.input.std.iter().any(|s| *s <= 0.0) {
+            return Err(format!("card input std {:?} has a non-positive value", self.input.std));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(threshold: f32, band: f32) -> ModelCard {
+        ModelCard {
+            format_version: 1,
+            name: "t".into(),
+            architecture: "alexnet".into(),
+            head: "classic".into(),
+            precision: "f32".into(),
+            onnx_file: "model.onnx".into(),
+            sha256: String::new(),
+            size_bytes: 0,
+            classes: vec!["benign".into(), "malignant".into()],
+            input: InputSpec::imagenet(1),
+            output: OutputSpec {
+                name: "probs".into(),
+                shape: vec![1, 2],
+            },
+            threshold,
+            uncertain_band: band,
+            split_seed: None,
+            training: serde_json::Value::Null,
+            metrics: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn label_rule_uses_threshold_and_band() {
+        let c = card(0.4, 0.1);
+        assert_eq!(c.label_for(0.05), Label::Benign);
+        assert_eq!(c.label_for(0.35), Label::Uncertain);
+        assert_eq!(c.label_for(0.45), Label::Uncertain);
+        assert_eq!(c.label_for(0.5), Label::Malignant);
+        assert_eq!(c.label_for(0.99), Label::Malignant);
+        let no_band = card(0.5, 0.0);
+        assert_eq!(no_band.label_for(0.5), Label::Malignant);
+        assert_eq!(no_band.label_for(0.4999), Label::Benign);
+        assert_eq!(Label::Uncertain.to_string(), "uncertain");
+    }
+
+    #[test]
+    fn card_path_replaces_extension() {
+        assert_eq!(
+            ModelCard::card_path_for(Path::new("/m/model-int8.onnx")),
+            PathBuf::from("/m/model-int8.json")
+        );
+    }
+}

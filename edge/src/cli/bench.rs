@@ -1,0 +1,218 @@
+//! `bench`: where does the time go on this device?
+//!
+//! Preprocessing and inference are timed separately because they scale
+//! differently (image size vs. model size) and are optimised differently.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::error::EdgeError;
+use crate::model::{LoadOptions, Model};
+use crate::{paths, preprocess};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// ONNX model; its card must sit beside it.
+    #[arg(long)]
+    model: PathBuf,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 50)]
+    iterations: usize,
+    /// Untimed iterations first (caches, lazy kernel setup).
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Matrix-multiply threads (0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Input image (default: a shared BreakHis image).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Also write the report as JSON here (atomically).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Save the preprocessed input tensor (raw little-endian f32, NCHW) so
+    /// other runtimes can be timed on exactly the same input.
+    #[arg(long)]
+    save_input: Option<PathBuf>,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub mean: f64,
+    pub min: f64,
+}
+
+/// Everything `bench` measures; also its JSON output.
+#[derive(Serialize, Debug, Clone)]
+pub struct BenchReport {
+    pub model: String,
+    pub image: String,
+    pub threads: usize,
+    pub iterations: usize,
+    pub warmup: usize,
+    pub load_ms: f64,
+    pub optimize_ms: f64,
+    pub plan_ms: f64,
+    pub preprocess_ms: Percentiles,
+    pub infer_ms: Percentiles,
+    pub fps: f64,
+    pub peak_rss_mib: Option<f64>,
+    pub rss_mib: Option<f64>,
+    pub p_malignant: f32,
+}
+
+pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
+    if args.iterations == 0 {
+        return Err(EdgeError::Usage("--iterations must be at least 1".into()));
+    }
+    let image_path = args.image.clone().unwrap_or_else(paths::default_bench_image);
+    let img = preprocess::load_image(&image_path)?;
+    let model = Model::load_with(
+        &args.model,
+        &LoadOptions {
+            threads: args.threads,
+            ..LoadOptions::default()
+        },
+    )?;
+    let spec = model.card().input.clone();
+    let mut chw = vec![0f32; model.image_len()];
+    let mut pre = Vec::with_capacity(args.iterations);
+    let mut inf = Vec::with_capacity(args.iterations);
+    let mut p_malignant = 0.0;
+    let mut measured_s = 0.0;
+    for i in 0..args.warmup + args.iterations {
+        let t0 = Instant::now();
+        preprocess::preprocess_with(
+            &img,
+            spec.resize_shorter_side,
+            spec.crop,
+            spec.mean,
+            spec.std,
+            &mut chw,
+        );
+        let t1 = Instant::now();
+        let probs = model.predict(&chw)?;
+        let t2 = Instant::now();
+        p_malignant = probs[1];
+        if i >= args.warmup {
+            pre.push((t1 - t0).as_secs_f64() * 1e3);
+            inf.push((t2 - t1).as_secs_f64() * 1e3);
+            measured_s += (t2 - t0).as_secs_f64();
+        }
+    }
+    if let Some(file) = &args.save_input {
+        let bytes: Vec<u8> = chw.iter().flat_map(|v| v.to_le_bytes()).collect();
+        crate::fsutil::write_atomic(file, &bytes)?;
+    }
+    let (peak_rss_mib, rss_mib) = memory_mib();
+    let t = model.timings();
+    let report = BenchReport {
+        model: args.model.display().to_string(),
+        image: image_path.display().to_string(),
+        threads: model.threads(),
+        iterations: args.iterations,
+        warmup: args.warmup,
+        load_ms: t.load_ms,
+        optimize_ms: t.optimize_ms,
+        plan_ms: t.plan_ms,
+        preprocess_ms: percentiles(&mut pre),
+        infer_ms: percentiles(&mut inf),
+        fps: args.iterations as f64 / measured_s,
+        peak_rss_mib,
+        rss_mib,
+        p_malignant,
+    };
+    if let Some(file) = &args.json {
+        let mut text = serde_json::to_string_pretty(&report)
+            .map_err(|e| EdgeError::Usage(format!("cannot serialise report: {e}")))?;
+        text.push('\n');
+        crate::fsutil::write_atomic(file, text.as_bytes())?;
+    }
+    super::emit(None, table(&report).as_bytes(), out)?;
+    Ok(0)
+}
+
+/// Nearest-rank percentiles (no interpolation: every value was measured).
+fn percentiles(v: &mut [f64]) -> Percentiles {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+        v[rank - 1]
+    };
+    Percentiles {
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        mean: v.iter().sum::<f64>() / v.len() as f64,
+        min: v[0],
+    }
+}
+
+/// Peak (VmHWM) and current (VmRSS) resident memory from /proc, in MiB.
+fn memory_mib() -> (Option<f64>, Option<f64>) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn table(r: &BenchReport) -> String {
+    let mib = |v: Option<f64>| v.map_or("n/a".to_string(), |m| format!("{m:.1} MiB"));
+    let row = |name: &str, p: &Percentiles| {
+        format!(
+            "{name:<12} p50 {:>8.3} ms  p90 {:>8.3} ms  p99 {:>8.3} ms  mean {:>8.3} ms\n",
+            p.p50, p.p90, p.p99, p.mean
+        )
+    };
+    let mut s = String::new();
+    s.push_str(&format!("model        {}\n", r.model));
+    s.push_str(&format!("image        {}\n", r.image));
+    s.push_str(&format!(
+        "threads      {}   iterations {} (+{} warmup)\n",
+        r.threads, r.iterations, r.warmup
+    ));
+    s.push_str(&format!(
+        "load         {:.1} ms   optimise {:.1} ms   plan {:.1} ms\n",
+        r.load_ms, r.optimize_ms, r.plan_ms
+    ));
+    s.push_str(&row("preprocess", &r.preprocess_ms));
+    s.push_str(&row("inference", &r.infer_ms));
+    s.push_str(&format!("throughput   {:.1} fps (preprocess + inference)\n", r.fps));
+    s.push_str(&format!(
+        "memory       peak {}   current {}\n",
+        mib(r.peak_rss_mib),
+        mib(r.rss_mib)
+    ));
+    s.push_str(&format!("p_malignant  {:.4}\n", r.p_malignant));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentiles;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        let p = percentiles(&mut v);
+        assert_eq!((p.p50, p.p90, p.p99, p.min), (50.0, 90.0, 99.0, 1.0));
+        let mut one = vec![3.0];
+        assert_eq!(percentiles(&mut one).p99, 3.0);
+    }
+}

@@ -1,0 +1,18 @@
+//! histoscreen-edge: on-device breast histopathology screening.
+//!
+//! The library is shared with the trainer (`preprocess`, `card`, `model`) so that
+//! training-time evaluation and field inference run the very same code.
+
+pub mod card;
+pub mod cli;
+pub mod error;
+pub mod fsutil;
+pub mod model;
+pub mod paths;
+pub mod preprocess;
+pub mod run;
+
+pub use card::{InputSpec, Label, ModelCard, OutputSpec};
+pub use cli::{run_cli, run_cli_to};
+pub use error::EdgeError;
+pub use model::{LoadOptions, Model, Prediction};

@@ -1,0 +1,444 @@
+//! ONNX model runner on tract, bound to its model card.
+//!
+//! Loading is strict (card present, checksum, shapes) because a silently wrong
+//! model on a screening device is worse than one that refuses to start. Running
+//! is lean: one optimised plan, one reusable session state and one reusable
+//! input tensor, so the per-frame cost is the network and nothing else.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use image::RgbImage;
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
+use tract_onnx::tract_hir::infer::GenericFactoid;
+
+use crate::card::{Label, ModelCard};
+use crate::error::{one_line, EdgeError};
+use crate::preprocess;
+
+/// How to load a model.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Matrix-multiply threads; 0 means all available cores.
+    pub threads: usize,
+    /// Fixed batch size the plan is optimised for.
+    pub batch: usize,
+    /// Refuse a file whose sha256 differs from the card.
+    pub verify_checksum: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            threads: 1,
+            batch: 1,
+            verify_checksum: true,
+        }
+    }
+}
+
+/// Where load time went, for `bench`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadTimings {
+    /// Reading the file, checksum and ONNX parsing.
+    pub load_ms: f64,
+    /// Type analysis, decluttering and kernel selection.
+    pub optimize_ms: f64,
+    /// Building the execution plan and session state.
+    pub plan_ms: f64,
+}
+
+/// Result of classifying one image.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    pub p_malignant: f32,
+    pub probs: [f32; 2],
+    pub label: Label,
+    pub preprocess_ms: f64,
+    pub infer_ms: f64,
+}
+
+/// A session plus the input tensor it is fed from, reused across runs.
+struct Runner {
+    state: TypedSimpleState,
+    input: Option<Arc<Tensor>>,
+}
+
+/// A loaded, optimised, checksum-verified model.
+pub struct Model {
+    path: PathBuf,
+    card: ModelCard,
+    batch: usize,
+    threads: usize,
+    input_shape: [usize; 4],
+    timings: LoadTimings,
+    // A Mutex (not a fresh state per call) so the op states and scratch
+    // buffers are reused; the plan itself is immutable and shared.
+    runner: Mutex<Runner>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("name", &self.card.name)
+            .field("batch", &self.batch)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn shape_text<T: std::fmt::Display>(dims: impl IntoIterator<Item = T>) -> String {
+    let parts: Vec<String> = dims.into_iter().map(|d| d.to_string()).collect();
+    format!("[{}]", parts.join(","))
+}
+
+impl Model {
+    /// Load with default options (1 thread, batch 1, checksum verified).
+    pub fn load(onnx: &Path) -> Result<Model, EdgeError> {
+        Self::load_with(onnx, &LoadOptions::default())
+    }
+
+    /// Load, verify against the card and optimise.
+    pub fn load_with(onnx: &Path, opts: &LoadOptions) -> Result<Model, EdgeError> {
+        let t0 = Instant::now();
+        let bytes = crate::fsutil::read(onnx)?;
+        let card_path = ModelCard::card_path_for(onnx);
+        let card = ModelCard::load(&card_path)?;
+        let mismatch = |reason: String| EdgeError::ModelMismatch {
+            path: onnx.to_path_buf(),
+            reason,
+        };
+        if opts.verify_checksum {
+            let actual = sha256_hex(&bytes);
+            if !actual.eq_ignore_ascii_case(card.sha256.trim()) {
+                let expected: String = card.sha256.chars().take(16).collect();
+                return Err(mismatch(format!(
+                    "sha256 mismatch with {}: card expects {expected}…, file has {}…",
+                    card_path.display(),
+                    &actual[..16]
+                )));
+            }
+        }
+        let batch = opts.batch.max(1);
+        let input_shape = Self::input_shape_from_card(&card, batch)
+            .map_err(|r| EdgeError::Card {
+                path: card_path.clone(),
+                reason: r,
+            })?;
+
+        let invalid = |e: TractError| EdgeError::InvalidModel {
+            path: onnx.to_path_buf(),
+            reason: one_line(e),
+        };
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(&bytes))
+            .map_err(invalid)?;
+        if model.inputs.len() != 1 || model.outputs.len() != 1 {
+            return Err(mismatch(format!(
+                "expected 1 input and 1 output, model has {} and {}",
+                model.inputs.len(),
+                model.outputs.len()
+            )));
+        }
+        Self::check_declared_input(&model, &card).map_err(mismatch)?;
+        let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+        let t1 = Instant::now();
+        model
+            .set_input_fact(0, f32::fact(input_shape).into())
+            .map_err(invalid)?;
+        let typed = model.into_typed().map_err(|e| {
+            mismatch(format!(
+                "model does not accept input {} from the card ({})",
+                shape_text(input_shape),
+                one_line(e)
+            ))
+        })?;
+        Self::check_output(&typed, &card, batch).map_err(mismatch)?;
+        let optimized = typed.into_optimized().map_err(invalid)?;
+        let optimize_ms = t1.elapsed().as_secs_f64() * 1e3;
+
+        let t2 = Instant::now();
+        let threads = match opts.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // The executor is attached to the plan rather than set globally so two
+        // models with different thread counts can coexist in one process (the
+        // trainer evaluates while the run loop serves).
+        let executor = if threads > 1 {
+            tract_linalg::multithread::Executor::multithread_with_name(threads, "histoscreen-mm")
+        } else {
+            tract_linalg::multithread::Executor::SingleThread
+        };
+        let options = RunOptions {
+            executor: Some(executor),
+            ..RunOptions::default()
+        };
+        let plan = optimized
+            .into_runnable_with_options(&options)
+            .map_err(invalid)?;
+        let state = TypedSimpleState::new(&plan).map_err(invalid)?;
+        let plan_ms = t2.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(
+            model = %onnx.display(),
+            threads,
+            batch,
+            load_ms,
+            optimize_ms,
+            plan_ms,
+            "model loaded"
+        );
+        Ok(Model {
+            path: onnx.to_path_buf(),
+            card,
+            batch,
+            threads,
+            input_shape,
+            timings: LoadTimings {
+                load_ms,
+                optimize_ms,
+                plan_ms,
+            },
+            runner: Mutex::new(Runner { state, input: None }),
+        })
+    }
+
+    /// The card the model was verified against.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// Path of the ONNX file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Batch size of the optimised plan.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Matrix-multiply threads in use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Load-phase timings.
+    pub fn timings(&self) -> LoadTimings {
+        self.timings
+    }
+
+    /// Values in one preprocessed image (3*crop*crop).
+    pub fn image_len(&self) -> usize {
+        self.input_shape[1..].iter().product()
+    }
+
+    /// Probabilities `[benign, malignant]` for one preprocessed CHW image.
+    pub fn predict(&self, chw: &[f32]) -> Result<[f32; 2], EdgeError> {
+        self.check_len(chw.len(), 1)?;
+        let mut out = self.run_chunk(chw, 1)?;
+        Ok(out.remove(0))
+    }
+
+    /// Probabilities for `n` images laid out NCHW; any `n` works, the plan's
+    /// fixed batch is filled chunk by chunk (the last one zero-padded).
+    pub fn predict_batch(&self, nchw: &[f32], n: usize) -> Result<Vec<[f32; 2]>, EdgeError> {
+        self.check_len(nchw.len(), n)?;
+        let per = self.image_len();
+        let mut out = Vec::with_capacity(n);
+        for chunk in nchw.chunks(per * self.batch) {
+            out.extend(self.run_chunk(chunk, chunk.len() / per)?);
+        }
+        Ok(out)
+    }
+
+    /// Preprocess with the card's input spec, predict and label one image.
+    pub fn classify(&self, img: &RgbImage) -> Result<Prediction, EdgeError> {
+        let t0 = Instant::now();
+        let spec = &self.card.input;
+        let mut chw = vec![0f32; self.image_len()];
+        preprocess::preprocess_with(
+            img,
+            spec.resize_shorter_side,
+            spec.crop,
+            spec.mean,
+            spec.std,
+            &mut chw,
+        );
+        let preprocess_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t1 = Instant::now();
+        let probs = self.predict(&chw)?;
+        let infer_ms = t1.elapsed().as_secs_f64() * 1e3;
+        Ok(Prediction {
+            p_malignant: probs[1],
+            probs,
+            label: self.card.label_for(probs[1]),
+            preprocess_ms,
+            infer_ms,
+        })
+    }
+
+    fn check_len(&self, len: usize, n: usize) -> Result<(), EdgeError> {
+        let want = self.image_len() * n;
+        if len != want || n == 0 {
+            return Err(EdgeError::Inference(format!(
+                "{}: expected {n} image(s) of {} values ({want} in all), got {len}",
+                self.path.display(),
+                shape_text(&self.input_shape[1..]),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Run one plan batch holding `n <= batch` images.
+    fn run_chunk(&self, data: &[f32], n: usize) -> Result<Vec<[f32; 2]>, EdgeError> {
+        let fail = |e: TractError| {
+            EdgeError::Inference(format!("{}: {}", self.path.display(), one_line(e)))
+        };
+        let mut runner = self
+            .runner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Reuse the input buffer when the previous run released it (it always
+        // does once the plan has flushed the value); otherwise allocate once.
+        let mut input = match runner.input.take() {
+            Some(t) => t,
+            None => Arc::new(Tensor::zero::<f32>(&self.input_shape).map_err(fail)?),
+        };
+        if Arc::get_mut(&mut input).is_none() {
+            input = Arc::new(Tensor::zero::<f32>(&self.input_shape).map_err(fail)?);
+        }
+        {
+            let tensor = Arc::get_mut(&mut input).expect("uniquely owned just above");
+            let mut view = tensor.try_as_plain_ram_mut().map_err(fail)?;
+            let slice = view.as_slice_mut::<f32>().map_err(fail)?;
+            slice[..data.len()].copy_from_slice(data);
+            // Padding rows of a partial batch: zero them so stale images from a
+            // previous call cannot influence anything (batch norm-free nets
+            // would not, but it keeps the run deterministic).
+            slice[data.len()..].fill(0.0);
+        }
+        let outputs = runner
+            .state
+            .run(tvec![TValue::from_const(input.clone())])
+            .map_err(fail)?;
+        runner.input = Some(input);
+        let view = outputs[0].try_as_plain_ram().map_err(fail)?;
+        let probs = view.as_slice::<f32>().map_err(fail)?;
+        if probs.len() != 2 * self.batch {
+            return Err(EdgeError::Inference(format!(
+                "{}: output has {} values, expected {}",
+                self.path.display(),
+                probs.len(),
+                2 * self.batch
+            )));
+        }
+        Ok(probs
+            .chunks_exact(2)
+            .take(n)
+            .map(|p| [p[0], p[1]])
+            .collect())
+    }
+
+    /// The card's input shape must be NCHW RGB with the crop as spatial size,
+    /// otherwise preprocessing and the network disagree.
+    fn input_shape_from_card(card: &ModelCard, batch: usize) -> Result<[usize; 4], String> {
+        let s = &card.input.shape;
+        let crop = card.input.crop as usize;
+        if s.len() != 4 || s[1] != 3 || s[2] != crop || s[3] != crop {
+            return Err(format!(
+                "card input shape {} is not [N,3,{crop},{crop}] (NCHW RGB at the crop size)",
+                shape_text(s)
+            ));
+        }
+        if !card.input.layout.eq_ignore_ascii_case("NCHW") {
+            return Err(format!(
+                "card input layout {} is not NCHW",
+                card.input.layout
+            ));
+        }
+        if card.input.resize_shorter_side < card.input.crop {
+            return Err(format!(
+                "card resize_shorter_side {} is smaller than crop {}",
+                card.input.resize_shorter_side, card.input.crop
+            ));
+        }
+        Ok([batch, 3, crop, crop])
+    }
+
+    /// Compare the shape the ONNX file declares (where it declares one) with the
+    /// card, so a card copied next to the wrong model fails with a clear line.
+    fn check_declared_input(model: &InferenceModel, card: &ModelCard) -> Result<(), String> {
+        let fact = model.input_fact(0).map_err(one_line)?;
+        let dims: Vec<Option<usize>> = fact
+            .shape
+            .dims()
+            .map(|d| match d {
+                GenericFactoid::Only(t) => t.to_usize().ok(),
+                GenericFactoid::Any => None,
+            })
+            .collect();
+        if dims.is_empty() {
+            return Ok(()); // the file declares nothing; type analysis will judge
+        }
+        let declared = shape_text(
+            dims.iter()
+                .map(|d| d.map_or("?".to_string(), |v| v.to_string())),
+        );
+        let want = &card.input.shape;
+        let agrees = dims.len() == want.len()
+            && dims
+                .iter()
+                .zip(want)
+                .skip(1) // the batch axis is ours to choose
+                .all(|(d, w)| d.is_none_or(|d| d == *w));
+        if !agrees {
+            return Err(format!(
+                "model input {declared} does not match card input shape {}",
+                shape_text(want)
+            ));
+        }
+        if let Ok(node) = model.input_outlets().map(|o| &model.nodes[o[0].node]) {
+            if node.name != card.input.name {
+                tracing::warn!(
+                    model_input = %node.name,
+                    card_input = %card.input.name,
+                    "input name differs from the card"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check_output(model: &TypedModel, card: &ModelCard, batch: usize) -> Result<(), String> {
+        let fact = model.output_fact(0).map_err(one_line)?;
+        let got: Vec<Option<usize>> = fact.shape.iter().map(|d| d.to_usize().ok()).collect();
+        let mut want = card.output.shape.clone();
+        if want.len() != 2 || want[1] != 2 {
+            return Err(format!(
+                "card output shape {} is not [N,2]",
+                shape_text(&want)
+            ));
+        }
+        want[0] = batch;
+        let agrees = got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| *g == Some(*w));
+        if !agrees {
+            return Err(format!(
+                "model output {} does not match card output shape {}",
+                shape_text(fact.shape.iter()),
+                shape_text(&want)
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! `histoscreen-edge run`: the real-time screening loop.
+//!
+//! Frames from a camera or replayed files are classified, debounced into a
+//! screen state and shown on GPIO pins (or the console), with a JSON-lines
+//! event log. Everything that can be misconfigured (log path, pins, camera,
+//! model) is opened before the first frame so mistakes surface at once as
+//! one-line errors.
+
+pub mod camera;
+pub mod classifier;
+pub mod decision;
+pub mod event_log;
+pub mod gpio;
+pub mod pipeline;
+pub mod sharpness;
+pub mod shutdown;
+pub mod signals;
+pub mod source;
+pub mod status;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::error::{one_line, EdgeError};
+use crate::model::{LoadOptions, Model};
+use camera::{CameraConfig, PixelFormat};
+use classifier::{Classifier, Scripted, Tiled, WholeFrame};
+use decision::{Decider, DecisionConfig, Smoothing};
+use event_log::EventLog;
+use gpio::PinNumbers;
+use pipeline::{run_pipeline, PipelineOptions};
+use shutdown::StopFlag;
+use signals::{ConsoleSignals, PinSignals, SignalSink};
+use source::{open_source, SourceSpec};
+
+/// Threshold used with `--fake-scores`, which has no model card.
+const FAKE_THRESHOLD: f32 = 0.5;
+const FAKE_BAND: f32 = 0.1;
+
+/// Arguments of `run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// ONNX model, its card `<name>.json` beside it [default: the
+    /// workspace's models/histoscreen-alexnet-compact.onnx].
+    #[arg(long, value_name = "ONNX")]
+    pub model: Option<PathBuf>,
+    /// Frames from camera:/dev/videoN, dir:FOLDER_OR_GLOB (recursive,
+    /// sorted) or file:IMAGE.
+    #[arg(long, value_name = "SPEC", default_value = "camera:/dev/video0")]
+    pub source: String,
+    /// Replay rate for dir:/file: (0 = as fast as frames are classified);
+    /// requested camera frame rate (0 = the driver's default).
+    #[arg(long, default_value_t = 10.0)]
+    pub fps: f64,
+    /// Replay dir:/file: sources forever instead of stopping at the end.
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// Camera pixel format: mjpeg or yuyv.
+    #[arg(long, default_value = "mjpeg", value_name = "FORMAT")]
+    pub camera_format: String,
+    /// Camera resolution, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_name = "WxH")]
+    pub resolution: String,
+    /// Classify model-size tiles of the frame (batched) instead of one
+    /// resized frame; the decision uses the highest tile probability.
+    #[arg(long)]
+    pub tiles: bool,
+    /// Tile side in frame pixels (default: the model's input size).
+    #[arg(long, value_name = "PX", requires = "tiles")]
+    pub tile_size: Option<u32>,
+    /// Exponential moving average weight of the newest frame (1 = none).
+    #[arg(
+        long,
+        default_value_t = 0.3,
+        value_name = "ALPHA",
+        conflicts_with = "vote"
+    )]
+    pub ema: f32,
+    /// k-of-n voting instead of the EMA, e.g. 3/5.
+    #[arg(long, value_name = "K/N")]
+    pub vote: Option<String>,
+    /// Enter malignant at or above this score (default: card threshold + band).
+    #[arg(long, value_name = "P")]
+    pub hi: Option<f32>,
+    /// Leave malignant below this score (default: card threshold - band).
+    #[arg(long, value_name = "P")]
+    pub lo: Option<f32>,
+    /// Frames whose focus measure (variance of the Laplacian, 160 px wide
+    /// grey copy) is below this are idle: blank, moving or out of focus.
+    #[arg(long, default_value_t = sharpness::DEFAULT_MIN_SHARPNESS, value_name = "VAR")]
+    pub min_sharpness: f64,
+    /// GPIO character device; without it state changes are printed.
+    #[arg(long, value_name = "DEV")]
+    pub gpio_chip: Option<PathBuf>,
+    #[arg(long, default_value_t = 17, value_name = "LINE")]
+    pub pin_malignant: u32,
+    #[arg(long, default_value_t = 27, value_name = "LINE")]
+    pub pin_benign: u32,
+    #[arg(long, default_value_t = 22, value_name = "LINE")]
+    pub pin_uncertain: u32,
+    #[arg(long, default_value_t = 23, value_name = "LINE")]
+    pub pin_heartbeat: u32,
+    /// Outputs are on when the line is low.
+    #[arg(long)]
+    pub active_low: bool,
+    /// Record pin levels to FILE instead of driving GPIO (tests, dry runs).
+    #[arg(long, value_name = "FILE", hide = true, conflicts_with = "gpio_chip")]
+    pub gpio_trace: Option<PathBuf>,
+    /// Scripted malignant probabilities, cycled per frame, instead of a model.
+    #[arg(long, value_name = "P,P,...", hide = true)]
+    pub fake_scores: Option<String>,
+    /// Append one JSON line per processed frame to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Save each frame that raises the malignant state to DIR (PNG).
+    #[arg(long, value_name = "DIR")]
+    pub save_flagged: Option<PathBuf>,
+    /// Seconds between status lines on stderr (0 = none).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub status_secs: f64,
+    /// Stop after this many processed frames.
+    #[arg(long, value_name = "N")]
+    pub max_frames: Option<u64>,
+    /// Inference threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// Entry point for the CLI: returns the exit code; errors are one line.
+pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
+    run_inner(args, out).map_err(|e| EdgeError::Usage(one_line(format!("{e:#}"))))
+}
+
+fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
+    // First, so a SIGTERM during the (seconds-long) model load still ends
+    // in a clean stop with the pins safe.
+    let stop = StopFlag::new();
+    stop.on_signals()?;
+
+    let spec = SourceSpec::parse(&args.source)?;
+    let camera = camera_config(args)?;
+    let pins = PinNumbers {
+        benign: args.pin_benign,
+        malignant: args.pin_malignant,
+        uncertain: args.pin_uncertain,
+        heartbeat: args.pin_heartbeat,
+    };
+    pins.validate()?;
+    let pace = pace_for(&spec, args.fps)?;
+
+    let mut log = args.log.as_deref().map(EventLog::open).transpose()?;
+    if let Some(dir) = &args.save_flagged {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create --save-flagged folder {}", dir.display()))?;
+    }
+    let mut sink = open_signals(args, pins, out)?;
+
+    let model_path = args.model.clone().unwrap_or_else(crate::paths::default_model);
+    let model: Model;
+    let (mut classifier, threshold, band): (Box<dyn Classifier + '_>, f32, f32) =
+        if let Some(list) = &args.fake_scores {
+            (Box::new(Scripted::parse(list)?), FAKE_THRESHOLD, FAKE_BAND)
+        } else {
+            let opts = LoadOptions {
+                threads: args.threads,
+                ..LoadOptions::default()
+            };
+            model = Model::load_with(&model_path, &opts)?;
+            let card = model.card();
+            let (t, b) = (card.threshold, card.uncertain_band);
+            let c: Box<dyn Classifier + '_> = if args.tiles {
+                let size = args.tile_size.unwrap_or(card.input.crop);
+                Box::new(Tiled::new(&model, size)?)
+            } else {
+                Box::new(WholeFrame { model: &model })
+            };
+            (c, t, b)
+        };
+    let decision = decision_config(args, threshold, band)?;
+
+    let source = open_source(&spec, args.looping, camera)?;
+    eprintln!(
+        "run: {} -> {} -> {}; {:?} hi {:.3} lo {:.3}; min sharpness {}",
+        source.describe(),
+        args.fake_scores.as_ref().map_or_else(
+            || model_path.display().to_string(),
+            |_| "scripted scores".into()
+        ),
+        signals_name(args),
+        decision.smoothing,
+        decision.hi,
+        decision.lo,
+        args.min_sharpness
+    );
+
+    let opts = PipelineOptions {
+        pace,
+        max_frames: args.max_frames,
+        min_sharpness: args.min_sharpness,
+        status_every: (args.status_secs > 0.0).then(|| Duration::from_secs_f64(args.status_secs)),
+        save_flagged: args.save_flagged.clone(),
+    };
+    let mut decider = Decider::new(decision);
+    let summary = run_pipeline(
+        source,
+        classifier.as_mut(),
+        &mut decider,
+        sink.as_mut(),
+        log.as_mut(),
+        &opts,
+        &stop,
+    )?;
+    let secs = summary.elapsed.as_secs_f64();
+    let fmt_q = |q| {
+        summary
+            .latency
+            .quantile(q)
+            .map_or_else(|| "-".into(), |v| format!("{v:.1} ms"))
+    };
+    eprintln!(
+        "run: {}: {} frames in {:.1} s ({:.1} fps), dropped {}, latency p50 {} p99 {}, final state {}, rss start {} end {}",
+        summary.reason.as_str(),
+        summary.frames,
+        secs,
+        if secs > 0.0 { summary.frames as f64 / secs } else { 0.0 },
+        summary.dropped,
+        fmt_q(0.5),
+        fmt_q(0.99),
+        summary.final_state,
+        status::mib(summary.rss_start),
+        status::mib(summary.rss_end),
+    );
+    Ok(0)
+}
+
+fn signals_name(args: &RunArgs) -> String {
+    match (&args.gpio_chip, &args.gpio_trace) {
+        (Some(chip), _) => format!("GPIO {}", chip.display()),
+        (None, Some(trace)) => format!("GPIO trace {}", trace.display()),
+        (None, None) => "console".into(),
+    }
+}
+
+fn open_signals<'o>(
+    args: &RunArgs,
+    pins: PinNumbers,
+    out: &'o mut dyn Write,
+) -> Result<Box<dyn SignalSink + 'o>> {
+    Ok(match (&args.gpio_chip, &args.gpio_trace) {
+        (Some(chip), _) => Box::new(PinSignals::new(
+            gpio::open_cdev_pins(chip, pins, args.active_low)?,
+            args.active_low,
+        )?),
+        (None, Some(trace)) => Box::new(PinSignals::new(
+            gpio::open_trace_pins(trace, pins)?,
+            args.active_low,
+        )?),
+        (None, None) => Box::new(ConsoleSignals::new(out)),
+    })
+}
+
+fn camera_config(args: &RunArgs) -> Result<CameraConfig> {
+    let (w, h) = args
+        .resolution
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|&(w, h)| w > 0 && h > 0)
+        .ok_or_else(|| {
+            anyhow!(
+                "--resolution {:?}: expected WIDTHxHEIGHT, e.g. 1280x720",
+                args.resolution
+            )
+        })?;
+    Ok(CameraConfig {
+        format: PixelFormat::parse(&args.camera_format)?,
+        width: w,
+        height: h,
+        fps: args.fps.round().max(0.0) as u32,
+    })
+}
+
+/// Replays are paced by us; a camera paces itself.
+fn pace_for(spec: &SourceSpec, fps: f64) -> Result<Option<Duration>> {
+    if !(fps.is_finite() && fps >= 0.0) {
+        bail!("--fps {fps}: must be 0 or more");
+    }
+    Ok(match spec {
+        SourceSpec::Camera(_) => None,
+        _ if fps == 0.0 => None,
+        _ => Some(Duration::from_secs_f64(1.0 / fps)),
+    })
+}
+
+fn decision_config(args: &RunArgs, threshold: f32, band: f32) -> Result<DecisionConfig> {
+    let smoothing = match &args.vote {
+        Some(kn) => {
+            let parsed = kn
+                .split_once('/')
+                .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+            let (k, n) = parsed.ok_or_else(|| anyhow!("--vote {kn:?}: expected K/N, e.g. 3/5"))?;
+            Smoothing::KOfN { k, n }
+        }
+        None => Smoothing::Ema { alpha: args.ema },
+    };
+    let mut cfg = DecisionConfig::from_card(threshold, band, smoothing);
+    if let Some(hi) = args.hi {
+        cfg.hi = hi;
+    }
+    if let Some(lo) = args.lo {
+        cfg.lo = lo;
+    }
+    cfg.validate().map_err(|e| anyhow!(e))?;
+    Ok(cfg)
+}

@@ -1,0 +1,148 @@
+//! Training-time augmentation. Everything ends in the edge's own resize and normalisation, so
+//! the only difference between a training input and a device input is the augmentation itself.
+
+use image::imageops;
+use image::RgbImage;
+use rand::Rng;
+
+use histoscreen_edge::preprocess::{self, INPUT_SIZE};
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Augment {
+    /// Smallest side of a random crop, as a fraction of the image's shorter side.
+    pub min_crop: f32,
+    /// Largest small-angle rotation, degrees (on top of multiples of 90).
+    pub max_angle: f32,
+    pub brightness: f32,
+    pub contrast: f32,
+    pub saturation: f32,
+    /// Per-channel gain: a crude stand-in for stain intensity differences between labs.
+    pub stain: f32,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Augment {
+            min_crop: 0.6,
+            max_angle: 15.0,
+            brightness: 0.15,
+            contrast: 0.15,
+            saturation: 0.15,
+            stain: 0.05,
+        }
+    }
+}
+
+impl Augment {
+    /// A random 224x224 view of `img`.
+    pub fn apply(&self, img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+        let (w, h) = img.dimensions();
+        let short = w.min(h) as f32;
+        let side = short * rng.random_range(self.min_crop..=1.0);
+        let aspect: f32 = rng.random_range((3.0f32 / 4.0).ln()..=(4.0f32 / 3.0).ln()).exp();
+        let cw = ((side * aspect.sqrt()).round() as u32).clamp(1, w);
+        let ch = ((side / aspect.sqrt()).round() as u32).clamp(1, h);
+        let x = rng.random_range(0..=w - cw);
+        let y = rng.random_range(0..=h - ch);
+        let crop = imageops::crop_imm(img, x, y, cw, ch).to_image();
+        let mut out = preprocess::resize_exact(&crop, INPUT_SIZE, INPUT_SIZE);
+        if self.max_angle > 0.0 {
+            out = rotate_reflect(&out, rng.random_range(-self.max_angle..=self.max_angle));
+        }
+        out = match rng.random_range(0..4) {
+            1 => imageops::rotate90(&out),
+            2 => imageops::rotate180(&out),
+            3 => imageops::rotate270(&out),
+            _ => out,
+        };
+        if rng.random_bool(0.5) {
+            imageops::flip_horizontal_in_place(&mut out);
+        }
+        if rng.random_bool(0.5) {
+            imageops::flip_vertical_in_place(&mut out);
+        }
+        self.jitter_colour(&mut out, rng);
+        out
+    }
+
+    fn jitter_colour(&self, img: &mut RgbImage, rng: &mut impl Rng) {
+        let mut factor = |a: f32| if a > 0.0 { rng.random_range(1.0 - a..=1.0 + a) } else { 1.0 };
+        let b = factor(self.brightness);
+        let c = factor(self.contrast);
+        let s = factor(self.saturation);
+        let gain = [factor(self.stain), factor(self.stain), factor(self.stain)];
+        let n = (img.width() * img.height()) as f32;
+        let mean_grey = img.pixels().map(|p| grey(p.0)).sum::<f32>() / n;
+        for p in img.pixels_mut() {
+            let g = grey(p.0);
+            for (k, v) in p.0.iter_mut() .enumerate() {
+                let mut x = *v as f32 * b;
+                x = (x - mean_grey * b) * c + mean_grey * b;
+                x = g * b + (x - g * b) * s;
+                *v = (x * gain[k]).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+}
+
+fn grey(p: [u8; 3]) -> f32 {
+    0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32
+}
+
+/// Rotates about the centre with bilinear sampling; corners are filled by mirroring so no
+/// black wedges teach the network a shortcut.
+fn rotate_reflect(img: &RgbImage, degrees: f32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (s, c) = degrees.to_radians().sin_cos();
+    let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
+    let reflect = |v: f32, n: u32| {
+        let max = (n - 1) as f32;
+        let period = 2.0 * max;
+        let m = v.abs() % period.max(1.0);
+        if m > max {
+            period - m
+        } else {
+            m
+        }
+    };
+    RgbImage::from_fn(w, h, |x, y| {
+        let dx = x as f32 - cx;
+        let dy = y as f32 - cy;
+        let sx = reflect(c * dx + s * dy + cx, w);
+        let sy = reflect(-s * dx + c * dy + cy, h);
+        let (x0, y0) = (sx.floor() as u32, sy.floor() as u32);
+        let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+        let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+        let mut px = [0u8; 3];
+        for (k, out) in px.iter_mut().enumerate() {
+            let v = img.get_pixel(x0, y0).0[k] as f32 * (1.0 - fx) * (1.0 - fy)
+                + img.get_pixel(x1, y0).0[k] as f32 * fx * (1.0 - fy)
+                + img.get_pixel(x0, y1).0[k] as f32 * (1.0 - fx) * fy
+                + img.get_pixel(x1, y1).0[k] as f32 * fx * fy;
+            *out = v.round().clamp(0.0, 255.0) as u8;
+        }
+        image::Rgb(px)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    #[test]
+    fn output_is_network_sized_and_seeded() {
+        let img = RgbImage::from_fn(700, 460, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let a = Augment::default().apply(&img, &mut StdRng::seed_from_u64(3));
+        let b = Augment::default().apply(&img, &mut StdRng::seed_from_u64(3));
+        assert_eq!(a.dimensions(), (INPUT_SIZE, INPUT_SIZE));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn zero_rotation_is_identity() {
+        let img = RgbImage::from_fn(31, 17, |x, y| image::Rgb([x as u8 * 7, y as u8 * 13, 5]));
+        assert_eq!(rotate_reflect(&img, 0.0), img);
+    }
+}

@@ -1,0 +1,108 @@
+//! Command-line interface of `histoscreen-train`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::{Freeze, Head};
+use crate::train::Schedule;
+
+#[derive(Debug, Parser)]
+#[command(name = "histoscreen-train", version, about = "Fine-tune ImageNet AlexNet on BreakHis, evaluate on unseen patients, export ONNX")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Only warnings and errors; no progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train, select the best epoch on held-out patients, report on other held-out patients, export.
+    Train(TrainArgs),
+    /// Evaluate an exported model on a BreakHis folder through the edge runtime; prints JSON.
+    Eval(EvalArgs),
+    /// Download the BreakHis archive or torchvision's AlexNet weights (resumable, verified).
+    Download(crate::download::DownloadArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// BreakHis folder (the official BreaKHis_v1 tree or any folder of BreakHis-named images).
+    /// Default: $HISTOSCREEN_SHARED/data/breakhis (HISTOSCREEN_SHARED defaults to ../shared).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Only these magnifications (40, 100, 200, 400); repeat or comma-separate. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub magnification: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// ImageNet weights: torchvision alexnet-owt-7be5be79.pth or safetensors with torchvision keys.
+    /// Default: $HISTOSCREEN_SHARED/weights/alexnet-features-imagenet.safetensors.
+    #[arg(long)]
+    pub pretrained: Option<PathBuf>,
+    /// Train from random initialisation instead.
+    #[arg(long, conflicts_with = "pretrained")]
+    pub no_pretrained: bool,
+    /// Output folder for model.onnx, model.json, report.json and the checkpoint.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 0.001)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    #[arg(long, value_enum, default_value_t = Schedule::Cosine)]
+    pub schedule: Schedule,
+    /// Seeds the patient split, initialisation, shuffling and augmentation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = Head::Compact)]
+    pub head: Head,
+    #[arg(long, value_enum, default_value_t = Freeze::Features)]
+    pub freeze: Freeze,
+    /// Fraction of patients held out for the final figures (never used for selection).
+    /// 0 trains the exported model on every patient (pair it with --folds for honest figures).
+    #[arg(long, default_value_t = 0.3)]
+    pub val_fraction: f64,
+    /// Fraction of the training patients used to choose the best epoch.
+    #[arg(long, default_value_t = 0.2)]
+    pub select_fraction: f64,
+    /// K-fold cross-validation by patient; the exported model is then trained on all patients.
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// Do not weight the loss against the benign/malignant imbalance.
+    #[arg(long)]
+    pub no_class_weighting: bool,
+    /// Do not augment training images.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Malignant probability at or above which an image is called malignant.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Half-width of the band around the threshold reported as uncertain on the device.
+    #[arg(long, default_value_t = 0.1)]
+    pub uncertain_band: f32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Exported model (its model card must sit beside it).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Also write one CSV row per image here.
+    #[arg(long)]
+    pub per_image: Option<PathBuf>,
+}

@@ -1,0 +1,354 @@
+//! What each subcommand does, from parsed arguments to files on disk.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::json;
+
+use histoscreen_edge::fsutil::write_atomic;
+
+use crate::cli::{Cli, Command, DataArgs, EvalArgs, TrainArgs};
+use crate::dataset::{Dataset, Rejected, Sample, Summary};
+use crate::eval::{self, Evaluation};
+use crate::export::{self, CardInfo};
+use crate::images::{self, LoadedImage};
+use crate::metrics::Metrics;
+use crate::settings;
+use crate::split::{self, Split};
+use crate::train::{self, EpochLog, TrainConfig};
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train_command(&args, !cli.quiet).map(|_| ()),
+        Command::Eval(args) => {
+            let evaluation = eval_command(&args)?;
+            println!("{}", serde_json::to_string_pretty(&evaluation)?);
+            Ok(())
+        }
+        Command::Download(args) => crate::download::run(&args),
+    }
+}
+
+fn scan(data: &DataArgs) -> Result<Dataset> {
+    let root = data.data.clone().unwrap_or_else(settings::default_data_dir);
+    let ds = Dataset::scan(&root, &data.magnification)?;
+    for r in &ds.rejected {
+        tracing::warn!("skipped {}: {}", r.path.display(), r.reason);
+    }
+    Ok(ds)
+}
+
+pub fn eval_command(args: &EvalArgs) -> Result<Evaluation> {
+    let model = eval::load_model(&args.model)?;
+    let ds = scan(&args.data)?;
+    let samples: Vec<&Sample> = ds.samples.iter().collect();
+    let mut evaluation = eval::evaluate(&model, &samples);
+    evaluation.rejected.extend(ds.rejected.iter().cloned());
+    for r in &evaluation.rejected {
+        tracing::warn!("not evaluated {}: {}", r.path.display(), r.reason);
+    }
+    if let Some(path) = &args.per_image {
+        let mut csv = String::from("path,patient,class,subtype,magnification,p_malignant\n");
+        for r in &evaluation.results {
+            csv.push_str(&format!(
+                "{},{},{},{},{},{:.6}\n",
+                r.path, r.patient, r.class, r.subtype, r.magnification, r.p_malignant
+            ));
+        }
+        write_atomic(path, csv.as_bytes())?;
+    }
+    Ok(evaluation)
+}
+
+/// One patient-disjoint run: fit on `split.train` minus the selection patients, choose the
+/// epoch on the selection patients, score `split.test` through the exported ONNX.
+#[derive(Debug, Clone, Serialize)]
+pub struct FoldReport {
+    pub fold: usize,
+    pub train_patients: Vec<String>,
+    pub select_patients: Vec<String>,
+    pub test_patients: Vec<String>,
+    pub best_epoch: usize,
+    pub history: Vec<EpochLog>,
+    pub test: Option<Evaluation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub command: String,
+    pub config: TrainConfig,
+    pub split_seed: u64,
+    pub val_fraction: f64,
+    pub select_fraction: f64,
+    pub folds: Option<usize>,
+    pub data: Summary,
+    pub rejected: Vec<Rejected>,
+    pub pretrained: Option<String>,
+    pub runs: Vec<FoldReport>,
+    /// Mean and standard deviation over folds (or the single held-out run).
+    pub summary: BTreeMap<String, (f64, f64)>,
+    pub exported_model_epochs: usize,
+    pub exported_model_trained_on_patients: usize,
+    pub seconds: f64,
+}
+
+fn by_patients<'a>(all: &'a [LoadedImage], patients: &[String]) -> Vec<&'a LoadedImage> {
+    all.iter().filter(|x| patients.contains(&x.sample.patient)).collect()
+}
+
+fn patients_of(images: &[LoadedImage], names: &[String]) -> BTreeMap<String, crate::dataset::Class> {
+    images
+        .iter()
+        .filter(|x| names.contains(&x.sample.patient))
+        .map(|x| (x.sample.patient.clone(), x.sample.class))
+        .collect()
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
+    (m, var.sqrt())
+}
+
+fn summarise(runs: &[FoldReport]) -> BTreeMap<String, (f64, f64)> {
+    let tests: Vec<&Metrics> = runs.iter().filter_map(|r| r.test.as_ref().map(|t| &t.metrics)).collect();
+    let pick = |f: fn(&Metrics) -> f64| mean_std(&tests.iter().map(|m| f(m)).collect::<Vec<_>>());
+    let mut s = BTreeMap::new();
+    s.insert("accuracy".into(), pick(|m| m.accuracy));
+    s.insert("balanced_accuracy".into(), pick(|m| m.balanced_accuracy));
+    s.insert("patient_accuracy".into(), pick(|m| m.patient_accuracy));
+    s.insert("sensitivity".into(), pick(|m| m.sensitivity));
+    s.insert("specificity".into(), pick(|m| m.specificity));
+    s.insert("roc_auc".into(), pick(|m| m.roc_auc.unwrap_or(f64::NAN)));
+    s
+}
+
+fn export_and_evaluate(
+    model: &crate::model::AlexNet,
+    onnx_path: &Path,
+    info: CardInfo,
+    test: &[&LoadedImage],
+) -> Result<Option<Evaluation>> {
+    let bytes = export::onnx_f32(model, "histoscreen AlexNet, benign vs malignant")?;
+    export::write_model(&bytes, onnx_path, model.head(), info)?;
+    if test.is_empty() {
+        return Ok(None);
+    }
+    let edge = eval::load_model(onnx_path)?;
+    let samples: Vec<&Sample> = test.iter().map(|x| &x.sample).collect();
+    Ok(Some(eval::evaluate(&edge, &samples)))
+}
+
+fn card_info(args: &TrainArgs, name: &str, training: serde_json::Value, metrics: serde_json::Value) -> CardInfo {
+    CardInfo {
+        name: name.into(),
+        precision: "f32".into(),
+        threshold: args.threshold,
+        uncertain_band: args.uncertain_band,
+        split_seed: Some(args.seed),
+        training,
+        metrics,
+    }
+}
+
+/// Trains as asked and writes `model.onnx`, `model.json`, `report.json` into `--out`.
+pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
+    let probe = args.out.join(".histoscreen-write-test");
+    write_atomic(&probe, b"")?;
+    let _ = std::fs::remove_file(&probe);
+
+    let pretrained = if args.no_pretrained {
+        None
+    } else {
+        let p = args.pretrained.clone().unwrap_or_else(settings::default_pretrained);
+        if !p.is_file() {
+            bail!("{}: pretrained weights file not found (pass --pretrained FILE or --no-pretrained)", p.display());
+        }
+        // Fail on a bad weights file before spending a minute decoding images.
+        let mut probe_model = crate::model::AlexNet::new(args.head, &train::device());
+        crate::weights::load_pretrained(&mut probe_model, &p)?;
+        Some(p)
+    };
+    let ds = scan(&args.data)?;
+    let (images, mut rejected) = images::load(&ds.samples);
+    rejected.extend(ds.rejected.iter().cloned());
+    for r in &rejected {
+        tracing::warn!("skipped {}: {}", r.path.display(), r.reason);
+    }
+    if images.is_empty() {
+        bail!("no readable BreakHis images");
+    }
+    let usable: Vec<Sample> = images.iter().map(|x| x.sample.clone()).collect();
+    let summary = Summary::of(&usable);
+    tracing::info!("data: {summary}");
+
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        schedule: args.schedule,
+        seed: args.seed,
+        head: args.head,
+        freeze: args.freeze,
+        class_weighting: !args.no_class_weighting,
+        augment: !args.no_augment,
+        pretrained: pretrained.clone(),
+    };
+    let all_patients: BTreeMap<String, crate::dataset::Class> =
+        images.iter().map(|x| (x.sample.patient.clone(), x.sample.class)).collect();
+    let all_refs: BTreeMap<&str, crate::dataset::Class> = all_patients.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+
+    let outer: Vec<Split> = match args.folds {
+        Some(k) => split::kfold(&all_refs, k, args.seed)?,
+        None if args.val_fraction > 0.0 => vec![split::holdout(&all_refs, args.val_fraction, args.seed)?],
+        None => vec![],
+    };
+
+    let mut runs = Vec::new();
+    let mut pretrained_note = None;
+    let scratch = args.out.join("folds");
+    for (i, outer_split) in outer.iter().enumerate() {
+        let inner_patients = patients_of(&images, &outer_split.train);
+        let inner_refs: BTreeMap<&str, _> = inner_patients.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+        let inner = split::holdout(&inner_refs, args.select_fraction, args.seed.wrapping_add(1000 + i as u64))?;
+        let fit_set = by_patients(&images, &inner.train);
+        let select_set = by_patients(&images, &inner.test);
+        let test_set = by_patients(&images, &outer_split.test);
+        tracing::info!(
+            "run {}/{}: fit {} images ({} patients), select {} images ({} patients), test {} images ({} patients)",
+            i + 1,
+            outer.len(),
+            fit_set.len(),
+            inner.train.len(),
+            select_set.len(),
+            inner.test.len(),
+            test_set.len(),
+            outer_split.test.len()
+        );
+        let mut cfg = config.clone();
+        cfg.seed = args.seed.wrapping_add(i as u64);
+        let fitted = train::fit(&cfg, &fit_set, &select_set, progress)?;
+        pretrained_note = fitted.pretrained.as_ref().map(|r| r.describe());
+        let onnx_path = if args.folds.is_some() {
+            std::fs::create_dir_all(&scratch)?;
+            scratch.join(format!("fold{}.onnx", i + 1))
+        } else {
+            args.out.join("model.onnx")
+        };
+        let training = json!({"fit_patients": inner.train, "select_patients": inner.test, "best_epoch": fitted.best_epoch});
+        let test = export_and_evaluate(&fitted.model, &onnx_path, card_info(args, "fold", training, json!({})), &test_set)?;
+        if let Some(t) = &test {
+            tracing::info!(
+                "run {}: test patients {}: accuracy {:.3}, balanced {:.3}, patient-level {:.3}, AUC {:.3}",
+                i + 1,
+                t.patients,
+                t.metrics.accuracy,
+                t.metrics.balanced_accuracy,
+                t.metrics.patient_accuracy,
+                t.metrics.roc_auc.unwrap_or(f64::NAN)
+            );
+        }
+        runs.push(FoldReport {
+            fold: i + 1,
+            train_patients: inner.train,
+            select_patients: inner.test,
+            test_patients: outer_split.test.clone(),
+            best_epoch: fitted.best_epoch,
+            history: fitted.history,
+            test,
+        });
+    }
+    let summary_metrics = summarise(&runs);
+
+    // With folds (or no hold-out) the exported model learns from every patient for the median
+    // chosen epoch count; its figures are the cross-validated ones above.
+    let (exported_epochs, exported_patients) = if args.folds.is_some() || outer.is_empty() {
+        let mut epochs: Vec<usize> = runs.iter().map(|r| r.best_epoch).collect();
+        epochs.sort();
+        let e = epochs.get(epochs.len() / 2).copied().unwrap_or(args.epochs);
+        let mut cfg = config.clone();
+        cfg.epochs = e;
+        let refs: Vec<&LoadedImage> = images.iter().collect();
+        tracing::info!("final model: {} images from {} patients, {e} epochs", refs.len(), all_patients.len());
+        let fitted = train::fit(&cfg, &refs, &[], progress)?;
+        pretrained_note = fitted.pretrained.as_ref().map(|r| r.describe());
+        let training = json!({"trained_on": "all patients", "epochs": e});
+        export_and_evaluate(&fitted.model, &args.out.join("model.onnx"), card_info(args, "histoscreen-alexnet", training, json!({})), &[])?;
+        (e, all_patients.len())
+    } else {
+        (runs[0].best_epoch, runs[0].train_patients.len() + runs[0].select_patients.len())
+    };
+
+    let report = TrainReport {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        config,
+        split_seed: args.seed,
+        val_fraction: args.val_fraction,
+        select_fraction: args.select_fraction,
+        folds: args.folds,
+        data: summary.clone(),
+        rejected,
+        pretrained: pretrained_note,
+        runs,
+        summary: summary_metrics.clone(),
+        exported_model_epochs: exported_epochs,
+        exported_model_trained_on_patients: exported_patients,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    // The card carries the honest figures: held-out or cross-validated, never training data.
+    let onnx = args.out.join("model.onnx");
+    let card_path = histoscreen_edge::card::ModelCard::card_path_for(&onnx);
+    let mut card = histoscreen_edge::card::ModelCard::load(&card_path)?;
+    card.name = format!("histoscreen-alexnet-{}", serde_json::to_value(args.head)?.as_str().unwrap_or("model"));
+    card.training = json!({
+        "data": summary,
+        "config": report.config,
+        "pretrained": report.pretrained,
+        "epochs": exported_epochs,
+        "patients": exported_patients,
+    });
+    card.metrics = json!({
+        "protocol": match args.folds {
+            Some(k) => format!("{k}-fold cross-validation by patient (seed {}); model trained on all patients", args.seed),
+            None if outer.is_empty() => "none: trained on every patient, no held-out figures".to_string(),
+            None => format!("hold-out of {} of patients (seed {}), best epoch chosen on other patients", args.val_fraction, args.seed),
+        },
+        "summary": summary_metrics,
+        "test": report.runs.iter().filter_map(|r| r.test.as_ref().map(|t| &t.metrics)).collect::<Vec<_>>(),
+    });
+    card.save(&card_path)?;
+    write_atomic(&args.out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    print_summary(&report, &args.out);
+    Ok(report)
+}
+
+fn print_summary(report: &TrainReport, out: &Path) {
+    let pm = |k: &str| report.summary.get(k).copied().unwrap_or((f64::NAN, f64::NAN));
+    eprintln!("wrote {}", out.join("model.onnx").display());
+    if report.runs.iter().any(|r| r.test.is_some()) {
+        eprintln!(
+            "held-out patients ({} run(s), split seed {}): accuracy {:.3}±{:.3}  balanced {:.3}±{:.3}  patient-level {:.3}±{:.3}  AUC {:.3}±{:.3}",
+            report.runs.len(),
+            report.split_seed,
+            pm("accuracy").0,
+            pm("accuracy").1,
+            pm("balanced_accuracy").0,
+            pm("balanced_accuracy").1,
+            pm("patient_accuracy").0,
+            pm("patient_accuracy").1,
+            pm("roc_auc").0,
+            pm("roc_auc").1
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! From a trained burn network to what the device loads: an ONNX file and its model card.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::module::Param;
+use burn::nn::conv::Conv2d;
+use burn::nn::Linear;
+use burn::tensor::Tensor;
+use sha2::{Digest, Sha256};
+
+use histoscreen_edge::card::{InputSpec, ModelCard, OutputSpec};
+use histoscreen_edge::fsutil::write_atomic;
+
+use crate::model::{AlexNet, Head};
+use crate::onnx_export::{self, AlexNetWeights, Array, ConvWeights, DenseWeights, ExportOptions, HeadWeights};
+
+fn array<const D: usize>(t: &Tensor<D>) -> Array {
+    let shape = t.dims().to_vec();
+    let data: Vec<f32> = t.to_data().convert::<f32>().to_vec().expect("f32 weights");
+    Array { shape, data }
+}
+
+fn bias(b: &Option<Param<Tensor<1>>>, n: usize) -> Array {
+    match b {
+        Some(b) => array(&b.val()),
+        None => Array {
+            shape: vec![n],
+            data: vec![0.0; n],
+        },
+    }
+}
+
+fn conv(c: &Conv2d) -> ConvWeights {
+    let weight = array(&c.weight.val());
+    let out = weight.shape[0];
+    ConvWeights {
+        weight,
+        bias: bias(&c.bias, out),
+    }
+}
+
+/// burn stores a dense weight as `[in, out]`; ONNX Gemm with transB and PyTorch want `[out, in]`.
+fn dense(l: &Linear) -> DenseWeights {
+    let weight = array(&l.weight.val().transpose());
+    let out = weight.shape[0];
+    DenseWeights {
+        weight,
+        bias: bias(&l.bias, out),
+    }
+}
+
+pub fn weights_of(model: &AlexNet) -> AlexNetWeights {
+    let features = model.features.iter().map(conv).collect();
+    let head = match model.head() {
+        Head::Classic => HeadWeights::Classic {
+            fc6: dense(&model.classifier[0]),
+            fc7: dense(&model.classifier[1]),
+            fc8: dense(&model.classifier[2]),
+        },
+        Head::Compact => HeadWeights::Compact {
+            hidden: Some(dense(&model.compact[0])),
+            out: dense(&model.compact[1]),
+        },
+    };
+    AlexNetWeights { features, head }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What the card says beyond the file itself.
+pub struct CardInfo {
+    pub name: String,
+    pub precision: String,
+    pub threshold: f32,
+    pub uncertain_band: f32,
+    pub split_seed: Option<u64>,
+    pub training: serde_json::Value,
+    pub metrics: serde_json::Value,
+}
+
+/// Writes `onnx_path` and its card beside it, both atomically; returns the card.
+pub fn write_model(onnx_bytes: &[u8], onnx_path: &Path, head: Head, info: CardInfo) -> Result<ModelCard> {
+    write_atomic(onnx_path, onnx_bytes)?;
+    let card = ModelCard {
+        format_version: histoscreen_edge::card::CARD_FORMAT_VERSION,
+        name: info.name,
+        architecture: "alexnet".into(),
+        head: serde_json::to_value(head)?.as_str().unwrap_or_default().to_string(),
+        precision: info.precision,
+        onnx_file: onnx_path
+            .file_name()
+            .context("model path has no file name")?
+            .to_string_lossy()
+            .into_owned(),
+        sha256: sha256_hex(onnx_bytes),
+        size_bytes: onnx_bytes.len() as u64,
+        classes: crate::dataset::CLASSES.iter().map(|c| c.to_string()).collect(),
+        input: InputSpec::imagenet(1),
+        output: OutputSpec {
+            name: onnx_export::OUTPUT_NAME.into(),
+            shape: vec![1, 2],
+        },
+        threshold: info.threshold,
+        uncertain_band: info.uncertain_band,
+        split_seed: info.split_seed,
+        training: info.training,
+        metrics: info.metrics,
+    };
+    card.save(&ModelCard::card_path_for(onnx_path))?;
+    Ok(card)
+}
+
+/// f32 ONNX bytes of `model`.
+pub fn onnx_f32(model: &AlexNet, doc: &str) -> Result<Vec<u8>> {
+    onnx_export::alexnet_to_onnx(
+        &weights_of(model),
+        &ExportOptions {
+            graph_name: "histoscreen-alexnet".into(),
+            doc: doc.into(),
+            metadata: vec![("producer".into(), format!("histoscreen-train {}", env!("CARGO_PKG_VERSION")))],
+        },
+    )
+}

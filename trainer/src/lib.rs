@@ -1,0 +1,66 @@
+//! histoscreen's trainer: fine-tunes ImageNet AlexNet on BreakHis, evaluates it on patients it
+//! never saw, and exports ONNX models for `histoscreen-edge`.
+
+pub mod augment;
+pub mod cli;
+pub mod commands;
+pub mod dataset;
+pub mod download;
+pub mod eval;
+pub mod export;
+pub mod images;
+pub mod metrics;
+pub mod model;
+pub mod onnx_export;
+pub mod settings;
+pub mod split;
+pub mod train;
+pub mod weights;
+
+/// Runs the CLI with `args` (the first is the program name); returns the process exit code.
+pub fn run_cli<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::Parser;
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_logging(cli.quiet);
+    match commands::run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("histoscreen-train: {}", one_line(&e));
+            1
+        }
+    }
+}
+
+/// The whole error chain on one line, as ripgrep prints it.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HISTOSCREEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}

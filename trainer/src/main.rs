@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(histoscreen_train::run_cli(std::env::args_os()));
+}

@@ -1,0 +1,312 @@
+//! The training loop: SGD with momentum on the seed recipe, best epoch chosen on a selection
+//! set of patients that the final figures never use.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use burn::module::{AutodiffModule, Module};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::augment::Augment;
+use crate::images::{batch_tensor, LoadedImage};
+use crate::metrics::{Metrics, Scored};
+use crate::model::{AlexNet, Freeze, Head};
+use crate::weights::{load_pretrained, LoadReport};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Constant learning rate.
+    Constant,
+    /// Learning rate times 0.1 at 2/3 of the epochs.
+    Step,
+    /// Cosine decay to zero.
+    Cosine,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    pub seed: u64,
+    pub head: Head,
+    pub freeze: Freeze,
+    pub class_weighting: bool,
+    pub augment: bool,
+    pub pretrained: Option<PathBuf>,
+}
+
+impl TrainConfig {
+    fn lr_at(&self, epoch: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Step => {
+                if epoch >= self.epochs * 2 / 3 {
+                    self.lr * 0.1
+                } else {
+                    self.lr
+                }
+            }
+            Schedule::Cosine => {
+                0.5 * self.lr * (1.0 + (std::f64::consts::PI * epoch as f64 / self.epochs as f64).cos())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    /// On the selection patients; absent when training on everything.
+    pub select_loss: Option<f64>,
+    pub select: Option<Metrics>,
+    pub seconds: f64,
+}
+
+pub struct Fitted {
+    /// Inference copy (no autodiff) of the chosen epoch's network.
+    pub model: AlexNet,
+    /// 1-based; the last epoch when there is no selection set.
+    pub best_epoch: usize,
+    pub history: Vec<EpochLog>,
+    pub pretrained: Option<LoadReport>,
+}
+
+pub fn device() -> Device {
+    Device::flex()
+}
+
+/// Weighted cross-entropy; `weights[class]` rebalances benign against malignant.
+fn loss_fn(logits: Tensor<2>, labels: &[usize], weights: [f32; 2]) -> Tensor<1> {
+    let n = labels.len();
+    let mut target = vec![0f32; n * 2];
+    let mut total = 0f32;
+    for (i, &y) in labels.iter().enumerate() {
+        target[i * 2 + y] = weights[y];
+        total += weights[y];
+    }
+    let target = Tensor::<2>::from_data(TensorData::new(target, [n, 2]), &logits.device());
+    (log_softmax(logits, 1) * target).sum().neg().div_scalar(total)
+}
+
+/// Malignant probabilities of `views` with an inference network, in batches.
+pub fn predict(model: &AlexNet, views: &[&image::RgbImage], batch: usize, device: &Device) -> Vec<f32> {
+    let mut out = Vec::with_capacity(views.len());
+    for chunk in views.chunks(batch.max(1)) {
+        let probs = softmax(model.forward(batch_tensor(chunk, device)), 1);
+        let v: Vec<f32> = probs.into_data().to_vec().expect("f32 probabilities");
+        out.extend(v.chunks(2).map(|p| p[1]));
+    }
+    out
+}
+
+fn class_weights(train: &[&LoadedImage], enabled: bool) -> [f32; 2] {
+    let mut counts = [0usize; 2];
+    for x in train {
+        counts[x.sample.class.index()] += 1;
+    }
+    if !enabled || counts[0] == 0 || counts[1] == 0 {
+        return [1.0, 1.0];
+    }
+    let n = (counts[0] + counts[1]) as f32;
+    [n / (2.0 * counts[0] as f32), n / (2.0 * counts[1] as f32)]
+}
+
+/// Chooses epochs by selection AUC, then balanced accuracy: both are robust on the handful of
+/// selection patients a small data set leaves.
+fn better(a: &Metrics, b: &Metrics) -> bool {
+    let key = |m: &Metrics| (m.roc_auc.unwrap_or(0.5), m.balanced_accuracy);
+    key(a) > key(b)
+}
+
+pub fn fit(cfg: &TrainConfig, train: &[&LoadedImage], select: &[&LoadedImage], progress: bool) -> Result<Fitted> {
+    if train.is_empty() {
+        bail!("no training images");
+    }
+    if cfg.batch == 0 || cfg.epochs == 0 {
+        bail!("--batch and --epochs must be at least 1");
+    }
+    let device = device();
+    let ad = device.clone().autodiff();
+    let mut model = AlexNet::new(cfg.head, &ad);
+    let pretrained = match &cfg.pretrained {
+        Some(path) => {
+            let report = load_pretrained(&mut model, path)?;
+            tracing::info!("{}", report.describe());
+            Some(report)
+        }
+        None => None,
+    };
+    // Frozen convolutions need neither gradients nor optimiser state.
+    let frozen = cfg.freeze.frozen_convs();
+    model.features = model
+        .features
+        .into_iter()
+        .enumerate()
+        .map(|(i, conv)| if i < frozen { conv.freeze() } else { conv })
+        .collect();
+
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: cfg.momentum,
+            // burn damps momentum by 0.1 by default; the seed recipe (PyTorch) does not.
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .with_weight_decay((cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)))
+        .init();
+
+    let weights = class_weights(train, cfg.class_weighting);
+    let augment = Augment::default();
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut history = Vec::new();
+    let mut best: Option<(usize, Metrics, AlexNet)> = None;
+    let select_views: Vec<&image::RgbImage> = select.iter().map(|x| &x.eval_view).collect();
+
+    for epoch in 0..cfg.epochs {
+        let started = Instant::now();
+        let lr = cfg.lr_at(epoch);
+        order.shuffle(&mut rng);
+        let bar = if progress {
+            let b = ProgressBar::new(train.len() as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} images  {per_sec}  {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        let (mut loss_sum, mut correct) = (0f64, 0usize);
+        for chunk in order.chunks(cfg.batch) {
+            let seeds: Vec<u64> = chunk.iter().map(|_| rand::Rng::random(&mut rng)).collect();
+            let views: Vec<image::RgbImage> = chunk
+                .par_iter()
+                .zip(seeds)
+                .map(|(&i, seed)| {
+                    if cfg.augment {
+                        augment.apply(&train[i].train_view, &mut StdRng::seed_from_u64(seed))
+                    } else {
+                        train[i].eval_view.clone()
+                    }
+                })
+                .collect();
+            let refs: Vec<&image::RgbImage> = views.iter().collect();
+            let labels: Vec<usize> = chunk.iter().map(|&i| train[i].sample.class.index()).collect();
+            let x = batch_tensor(&refs, &ad);
+            let logits = if frozen == 5 {
+                // Run the frozen trunk without autodiff bookkeeping at all.
+                let f = model.valid().forward_features(x.inner());
+                model.forward_head(f.autodiff())
+            } else {
+                model.forward(x)
+            };
+            let preds: Vec<f32> = logits.clone().inner().into_data().to_vec().expect("f32 logits");
+            correct += preds
+                .chunks(2)
+                .zip(&labels)
+                .filter(|(p, &y)| ((p[1] > p[0]) as usize) == y)
+                .count();
+            let loss = loss_fn(logits, &labels, weights);
+            let loss_value: f32 = loss.clone().inner().into_scalar();
+            if !loss_value.is_finite() {
+                bail!("training diverged at epoch {} (loss {loss_value}); lower --lr", epoch + 1);
+            }
+            loss_sum += loss_value as f64 * chunk.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            bar.inc(chunk.len() as u64);
+            bar.set_message(format!("loss {:.4}", loss_sum / bar.position() as f64));
+        }
+        bar.finish_and_clear();
+
+        let (select_loss, select_metrics) = if select.is_empty() {
+            (None, None)
+        } else {
+            let valid = model.valid();
+            let p = predict(&valid, &select_views, cfg.batch, &device);
+            let scored: Vec<Scored> = select
+                .iter()
+                .zip(&p)
+                .map(|(x, &p)| Scored {
+                    patient: x.sample.patient.clone(),
+                    malignant: x.sample.class.index() == 1,
+                    p_malignant: p,
+                })
+                .collect();
+            let nll = scored
+                .iter()
+                .map(|s| -((if s.malignant { s.p_malignant } else { 1.0 - s.p_malignant }).max(1e-7) as f64).ln())
+                .sum::<f64>()
+                / scored.len() as f64;
+            (Some(nll), Some(Metrics::compute(&scored, 0.5)))
+        };
+        let log = EpochLog {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / train.len() as f64,
+            train_accuracy: correct as f64 / train.len() as f64,
+            select_loss,
+            select: select_metrics.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            "epoch {}/{}: lr {:.5} train loss {:.4} acc {:.3}{} ({:.1} s)",
+            log.epoch,
+            cfg.epochs,
+            lr,
+            log.train_loss,
+            log.train_accuracy,
+            match &log.select {
+                Some(m) => format!(
+                    " | selection loss {:.4} bal.acc {:.3} AUC {:.3}",
+                    select_loss.unwrap_or(f64::NAN),
+                    m.balanced_accuracy,
+                    m.roc_auc.unwrap_or(f64::NAN)
+                ),
+                None => String::new(),
+            },
+            log.seconds
+        );
+        history.push(log);
+        match select_metrics {
+            Some(m) => {
+                if best.as_ref().is_none_or(|(_, b, _)| better(&m, b)) {
+                    best = Some((epoch + 1, m, model.valid()));
+                }
+            }
+            None => best = Some((epoch + 1, Metrics::default(), model.valid())),
+        }
+    }
+    let (best_epoch, _, model) = best.expect("at least one epoch ran");
+    Ok(Fitted {
+        model,
+        best_epoch,
+        history,
+        pretrained,
+    })
+}

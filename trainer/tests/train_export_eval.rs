@@ -1,0 +1,106 @@
+//! Train on real BreakHis images, export, and evaluate through the edge runtime.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::Value;
+
+fn json(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+fn names(v: &Value) -> BTreeSet<String> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn holdout_training_is_patient_disjoint_and_eval_matches_card() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run(train_bin()
+        .arg("train")
+        .arg("--out")
+        .arg(out.path())
+        .args(["--epochs", "2", "--seed", "3", "--quiet"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let report = json(&out.path().join("report.json"));
+    let run0 = &report["runs"][0];
+    let (fit, select, test) = (names(&run0["train_patients"]), names(&run0["select_patients"]), names(&run0["test_patients"]));
+    assert!(!fit.is_empty() && !select.is_empty() && !test.is_empty());
+    assert!(fit.is_disjoint(&test) && select.is_disjoint(&test) && fit.is_disjoint(&select));
+    assert_eq!(fit.len() + select.len() + test.len(), report["data"]["patients"].as_u64().unwrap() as usize);
+    assert_eq!(report["split_seed"], 3);
+    assert_eq!(run0["history"].as_array().unwrap().len(), 2);
+
+    // The card's checksum is the file's, and its figures are the held-out run's.
+    let card = json(&out.path().join("model.json"));
+    let onnx = std::fs::read(out.path().join("model.onnx")).unwrap();
+    assert_eq!(card["sha256"].as_str().unwrap(), histoscreen_train::export::sha256_hex(&onnx));
+    assert_eq!(card["input"]["shape"], serde_json::json!([1, 3, 224, 224]));
+    let held_out = &run0["test"];
+    assert_eq!(card["metrics"]["test"][0]["images"], held_out["images"]);
+
+    // `eval` on a folder holding only the held-out patients reproduces the held-out figures.
+    let data = tempfile::tempdir().unwrap();
+    let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).unwrap();
+    let files: Vec<_> = ds.samples.iter().filter(|s| test.contains(&s.patient)).map(|s| s.path.clone()).collect();
+    copy_images(&files, data.path());
+    let o = run(train_bin()
+        .arg("eval")
+        .arg("--model")
+        .arg(out.path().join("model.onnx"))
+        .arg("--data")
+        .arg(data.path())
+        .arg("--quiet"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(eval["images"], held_out["images"]);
+    assert_eq!(eval["patients"].as_u64().unwrap() as usize, test.len());
+    for key in ["accuracy", "balanced_accuracy", "patient_accuracy", "sensitivity", "specificity", "roc_auc"] {
+        let (a, b) = (eval[key].as_f64().unwrap(), held_out[key].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{key}: eval {a} vs training report {b}");
+    }
+    assert_eq!(eval["confusion"], held_out["confusion"]);
+}
+
+#[test]
+fn kfold_reports_every_fold_and_trains_the_export_on_all_patients() {
+    let data = tempfile::tempdir().unwrap();
+    // Three patients of each class, a few images each: enough for 3 folds, quick to train.
+    let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).unwrap();
+    let mut files = Vec::new();
+    for class in ["benign", "malignant"] {
+        let mut patients: Vec<&str> = ds.samples.iter().filter(|s| s.class.to_string() == class).map(|s| s.patient.as_str()).collect();
+        patients.dedup();
+        for p in patients.iter().take(3) {
+            files.extend(ds.samples.iter().filter(|s| s.patient == *p).take(4).map(|s| s.path.clone()));
+        }
+    }
+    copy_images(&files, data.path());
+    let out = tempfile::tempdir().unwrap();
+    let o = run(train_bin()
+        .arg("train")
+        .arg("--data")
+        .arg(data.path())
+        .arg("--out")
+        .arg(out.path())
+        .args(["--folds", "3", "--epochs", "1", "--select-fraction", "0.3", "--quiet"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = json(&out.path().join("report.json"));
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    let mut tested = BTreeSet::new();
+    for r in runs {
+        let test = names(&r["test_patients"]);
+        assert!(names(&r["train_patients"]).is_disjoint(&test));
+        assert!(names(&r["select_patients"]).is_disjoint(&test));
+        assert!(r["test"]["images"].as_u64().unwrap() > 0);
+        tested.extend(test);
+    }
+    assert_eq!(tested.len(), 6, "every patient is tested exactly once");
+    assert_eq!(report["exported_model_trained_on_patients"], 6);
+    let card = json(&out.path().join("model.json"));
+    assert!(card["metrics"]["protocol"].as_str().unwrap().contains("3-fold"));
+}
