@@ -18,6 +18,8 @@
 #   HS_CROSS_PROFILE   cargo profile for the aarch64 binary: dev (default: shares its
 #                      dependencies with the unit-test build, same kernels and numerics) or release
 #   HS_CROSS_TARGET_DIR  default target/aarch64-build
+#   HS_DEPS_OPT_LEVEL  opt-level of the dependencies in the aarch64 build (default: the
+#                      workspace's, 3); 1 compiles tract much faster, same results, slower qemu runs
 #   HS_MODEL           default models/histoscreen-alexnet-compact.onnx (its .json card beside it)
 #   HS_SAMPLES         default models/samples
 #   HS_X86_BIN         x86 histoscreen-edge to compare with (default: `cargo build -p
@@ -27,6 +29,7 @@
 #   HS_PARITY_TOL      default 1e-4
 #   HS_MAX_GLIBC       newest glibc symbol version allowed, default 2.35
 #   HS_SKIP_APT=1      do not touch apt (tools installed some other way)
+#   HS_NICE            niceness of the aarch64 cargo runs, default 10 (shared machines)
 #   HISTOSCREEN_SHARED shared data for the unit tests, default ../shared
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -137,12 +140,18 @@ XENV=(
     CARGO_TARGET_DIR="$XDIR"
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
     CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-    AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64-static
-    BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch64-linux-gnu"
 )
+# Run from edge/ (cargo then builds that member only) rather than with `-p histoscreen-edge`,
+# so that a `pkill -f histoscreen-edge` aimed at a running screen loop spares these builds.
+XCONF=()
+if [ -n "${HS_DEPS_OPT_LEVEL:-}" ]; then
+    XCONF=(--config "profile.$PROFILE.package.\"*\".opt-level=$HS_DEPS_OPT_LEVEL")
+fi
 xcargo() {
-    nice -n 10 env "${XENV[@]}" /usr/bin/cargo "$@"
+    local cmd=$1
+    shift
+    (cd edge && nice -n "${HS_NICE:-10}" env "${XENV[@]}" /usr/bin/cargo "$cmd" "${XCONF[@]}" "$@")
 }
 
 # What tract must believe about each emulated CPU. qemu-user shows the host's /proc/cpuinfo, so
@@ -161,10 +170,17 @@ tract_env_for() {
 
 # --- 2. build ---------------------------------------------------------------------------------
 
+# One `cargo test --no-run` builds the binary (for the integration tests) and every test with
+# a single feature resolution: a separate `cargo build` would resolve without the
+# dev-dependencies and compile the whole tract stack a second time.
 build_edge() {
-    xcargo build --target $TRIPLE --profile "$PROFILE" -p histoscreen-edge --bin histoscreen-edge
+    xcargo test --no-run --target $TRIPLE --profile "$PROFILE" --tests
+    # The trainer's framework must never reach the device build.
+    if xcargo tree --target $TRIPLE -e normal,build --prefix none | grep -E '^burn'; then
+        die "the edge's dependency tree for $TRIPLE contains burn"
+    fi
 }
-stage "build ($PROFILE)" build_edge
+stage "build ($PROFILE): binary and tests" build_edge
 
 # --- 3. the binary ----------------------------------------------------------------------------
 
@@ -187,12 +203,11 @@ stage "check ELF" check_elf
 
 unit_tests() {
     local cpu
-    xcargo test --no-run --target $TRIPLE -p histoscreen-edge --lib
     for cpu in $UNIT_CPUS; do
         echo "--- unit tests under qemu -cpu $cpu"
         # shellcheck disable=SC2046
-        timeout 1200 nice -n 10 env "${XENV[@]}" QEMU_CPU="$cpu" $(tract_env_for "$cpu") \
-            /usr/bin/cargo test --target $TRIPLE -p histoscreen-edge --lib
+        (cd edge && timeout 1200 nice -n "${HS_NICE:-10}" env "${XENV[@]}" QEMU_CPU="$cpu" \
+            $(tract_env_for "$cpu") /usr/bin/cargo test "${XCONF[@]}" --target $TRIPLE --profile "$PROFILE" --lib)
     done
 }
 if [ -n "$UNIT_CPUS" ]; then

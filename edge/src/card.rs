@@ -123,11 +123,10 @@ impl ModelCard {
             path: path.to_path_buf(),
             reason: format!("not a valid model card ({})", one_line(e)),
         })?;
-        card.validate()
-            .map_err(|reason| EdgeError::Card {
-                path: path.to_path_buf(),
-                reason,
-            })?;
+        card.validate().map_err(|reason| EdgeError::Card {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         Ok(card)
     }
 
@@ -168,7 +167,10 @@ impl ModelCard {
             ));
         }
         if !(0.0..=1.0).contains(&self.threshold) {
-            return Err(format!("card threshold {} is outside [0, 1]", self.threshold));
+            return Err(format!(
+                "card threshold {} is outside [0, 1]",
+                self.threshold
+            ));
         }
         if !(self.uncertain_band >= 0.0 && self.uncertain_band < 1.0) {
             return Err(format!(
@@ -177,7 +179,10 @@ impl ModelCard {
             ));
         }
         if self.input.std.iter().any(|s| *s <= 0.0) {
-            return Err(format!("card input std {:?} has a non-positive value", self.input.std));
+            return Err(format!(
+                "card input std {:?} has a non-positive value",
+                self.input.std
+            ));
         }
         Ok(())
     }

@@ -129,8 +129,8 @@ impl Model {
             }
         }
         let batch = opts.batch.max(1);
-        let input_shape = Self::input_shape_from_card(&card, batch)
-            .map_err(|r| EdgeError::Card {
+        let input_shape =
+            Self::input_shape_from_card(&card, batch).map_err(|r| EdgeError::Card {
                 path: card_path.clone(),
                 reason: r,
             })?;
@@ -384,7 +384,7 @@ impl Model {
             .shape
             .dims()
             .map(|d| match d {
-                GenericFactoid::Only(t) => t.to_usize().ok(),
+                GenericFactoid::Only(t) => t.to_i64().ok().map(|v| v as usize),
                 GenericFactoid::Any => None,
             })
             .collect();
@@ -422,7 +422,11 @@ impl Model {
 
     fn check_output(model: &TypedModel, card: &ModelCard, batch: usize) -> Result<(), String> {
         let fact = model.output_fact(0).map_err(one_line)?;
-        let got: Vec<Option<usize>> = fact.shape.iter().map(|d| d.to_usize().ok()).collect();
+        let got: Vec<Option<usize>> = fact
+            .shape
+            .iter()
+            .map(|d| d.to_i64().ok().map(|v| v as usize))
+            .collect();
         let mut want = card.output.shape.clone();
         if want.len() != 2 || want[1] != 2 {
             return Err(format!(

@@ -30,7 +30,10 @@ fn classify_folder_writes_sorted_csv_atomically() {
     assert!(stdout.is_empty(), "report goes to --out only");
     let text = std::fs::read_to_string(&out).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("path,p_malignant,label,latency_ms,error"));
+    assert_eq!(
+        lines.next(),
+        Some("path,p_malignant,label,latency_ms,error")
+    );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let mut pngs = histoscreen_edge::paths::images_under(&patient).unwrap();
     pngs.sort();
@@ -139,7 +142,10 @@ fn demo_runs_bundled_samples_with_given_model() {
     assert_eq!(sample_lines.len(), 8, "{stdout}");
     assert!(sample_lines.iter().all(|l| l.contains("rig: LED")));
     assert_eq!(
-        sample_lines.iter().filter(|l| l.contains("truth malignant")).count(),
+        sample_lines
+            .iter()
+            .filter(|l| l.contains("truth malignant"))
+            .count(),
         4
     );
 }

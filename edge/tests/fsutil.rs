@@ -40,7 +40,10 @@ fn parent_that_is_a_file_errors_and_leaves_nothing() {
     std::fs::write(&file, b"x").unwrap();
     let p = file.join("report.csv");
     let err = write_atomic(&p, b"x").unwrap_err().to_string();
-    assert!(err.starts_with(&format!("cannot write {}:", p.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("cannot write {}:", p.display())),
+        "{err}"
+    );
     assert!(leftovers(dir.path()).is_empty());
 }
 

@@ -37,7 +37,11 @@ fn batch_and_threads_agree_with_single_runs() {
     let dir = tempfile::tempdir().unwrap();
     let onnx = tiny(dir.path());
     let single = Model::load(&onnx).unwrap();
-    let paths = [common::benign_png(), common::malignant_png(), common::benign_png()];
+    let paths = [
+        common::benign_png(),
+        common::malignant_png(),
+        common::benign_png(),
+    ];
     let tensors: Vec<Vec<f32>> = paths
         .iter()
         .map(|p| preprocess(&load_image(p).unwrap()))
@@ -76,7 +80,9 @@ fn wrong_input_length_is_a_clear_error() {
 fn random_bytes_are_not_a_valid_onnx_model() {
     let dir = tempfile::tempdir().unwrap();
     let onnx = dir.path().join("model.onnx");
-    let junk: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&onnx, &junk).unwrap();
     common::card_for(&onnx, &junk, &TinySpec::default())
         .save(&ModelCard::card_path_for(&onnx))
@@ -192,5 +198,8 @@ fn card_round_trips_and_labels() {
     let junk = dir.path().join("junk.json");
     std::fs::write(&junk, b"{ not json").unwrap();
     let err = ModelCard::load(&junk).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("{}: not a valid model card", junk.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("{}: not a valid model card", junk.display())),
+        "{err}"
+    );
 }

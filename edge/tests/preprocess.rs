@@ -113,7 +113,9 @@ fn missing_file_and_junk_bytes_errors_are_one_line() {
     let missing = dir.path().join("nope.png");
     let err = load_image(&missing).unwrap_err().to_string();
     assert!(err.contains(&missing.display().to_string()), "{err}");
-    let err = decode_image(b"definitely not an image", "frame 42").unwrap_err().to_string();
+    let err = decode_image(b"definitely not an image", "frame 42")
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("frame 42: not a readable image"), "{err}");
     assert!(!err.contains('\n'));
 }

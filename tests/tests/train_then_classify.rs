@@ -11,13 +11,23 @@ fn shared() -> PathBuf {
 fn csv_column(text: &str, key_col: &str, value_col: &str) -> BTreeMap<String, f64> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("csv header").split(',').collect();
-    let k = header.iter().position(|h| *h == key_col).expect("key column");
-    let v = header.iter().position(|h| *h == value_col).expect("value column");
+    let k = header
+        .iter()
+        .position(|h| *h == key_col)
+        .expect("key column");
+    let v = header
+        .iter()
+        .position(|h| *h == value_col)
+        .expect("value column");
     lines
         .filter(|l| !l.is_empty())
         .map(|l| {
             let cells: Vec<&str> = l.split(',').collect();
-            let name = PathBuf::from(cells[k]).file_name().unwrap().to_string_lossy().into_owned();
+            let name = PathBuf::from(cells[k])
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             (name, cells[v].parse::<f64>().expect("probability"))
         })
         .collect()
@@ -44,7 +54,8 @@ fn edge_classify_equals_trainer_eval() {
     // A small folder of real images from both classes.
     let data = work.path().join("images");
     std::fs::create_dir_all(&data).unwrap();
-    let ds = histoscreen_train::dataset::Dataset::scan(&shared().join("data/breakhis"), &[]).unwrap();
+    let ds =
+        histoscreen_train::dataset::Dataset::scan(&shared().join("data/breakhis"), &[]).unwrap();
     for s in ds.samples.iter().step_by(29) {
         std::fs::copy(&s.path, data.join(s.path.file_name().unwrap())).unwrap();
     }
@@ -62,7 +73,11 @@ fn edge_classify_equals_trainer_eval() {
         "--quiet",
     ];
     assert_eq!(histoscreen_train::run_cli(eval_args), 0);
-    let trainer = csv_column(&std::fs::read_to_string(&per_image).unwrap(), "path", "p_malignant");
+    let trainer = csv_column(
+        &std::fs::read_to_string(&per_image).unwrap(),
+        "path",
+        "p_malignant",
+    );
 
     let classified = work.path().join("classify.csv");
     let edge_args = [
@@ -77,12 +92,23 @@ fn edge_classify_equals_trainer_eval() {
         data.to_str().unwrap(),
     ];
     assert_eq!(histoscreen_edge::run_cli(edge_args.map(String::from)), 0);
-    let edge = csv_column(&std::fs::read_to_string(&classified).unwrap(), "path", "p_malignant");
+    let edge = csv_column(
+        &std::fs::read_to_string(&classified).unwrap(),
+        "path",
+        "p_malignant",
+    );
 
     assert!(trainer.len() >= 10, "only {} images", trainer.len());
-    assert_eq!(trainer.keys().collect::<Vec<_>>(), edge.keys().collect::<Vec<_>>());
+    assert_eq!(
+        trainer.keys().collect::<Vec<_>>(),
+        edge.keys().collect::<Vec<_>>()
+    );
     for (name, p) in &trainer {
         // Both print rounded probabilities; the code path is the same, so they agree to print precision.
-        assert!((p - edge[name]).abs() < 1e-4, "{name}: trainer {p} vs edge {}", edge[name]);
+        assert!(
+            (p - edge[name]).abs() < 1e-4,
+            "{name}: trainer {p} vs edge {}",
+            edge[name]
+        );
     }
 }

@@ -39,7 +39,9 @@ impl Augment {
         let (w, h) = img.dimensions();
         let short = w.min(h) as f32;
         let side = short * rng.random_range(self.min_crop..=1.0);
-        let aspect: f32 = rng.random_range((3.0f32 / 4.0).ln()..=(4.0f32 / 3.0).ln()).exp();
+        let aspect: f32 = rng
+            .random_range((3.0f32 / 4.0).ln()..=(4.0f32 / 3.0).ln())
+            .exp();
         let cw = ((side * aspect.sqrt()).round() as u32).clamp(1, w);
         let ch = ((side / aspect.sqrt()).round() as u32).clamp(1, h);
         let x = rng.random_range(0..=w - cw);
@@ -66,7 +68,13 @@ impl Augment {
     }
 
     fn jitter_colour(&self, img: &mut RgbImage, rng: &mut impl Rng) {
-        let mut factor = |a: f32| if a > 0.0 { rng.random_range(1.0 - a..=1.0 + a) } else { 1.0 };
+        let mut factor = |a: f32| {
+            if a > 0.0 {
+                rng.random_range(1.0 - a..=1.0 + a)
+            } else {
+                1.0
+            }
+        };
         let b = factor(self.brightness);
         let c = factor(self.contrast);
         let s = factor(self.saturation);
@@ -75,7 +83,7 @@ impl Augment {
         let mean_grey = img.pixels().map(|p| grey(p.0)).sum::<f32>() / n;
         for p in img.pixels_mut() {
             let g = grey(p.0);
-            for (k, v) in p.0.iter_mut() .enumerate() {
+            for (k, v) in p.0.iter_mut().enumerate() {
                 let mut x = *v as f32 * b;
                 x = (x - mean_grey * b) * c + mean_grey * b;
                 x = g * b + (x - g * b) * s;
@@ -133,7 +141,9 @@ mod tests {
 
     #[test]
     fn output_is_network_sized_and_seeded() {
-        let img = RgbImage::from_fn(700, 460, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let img = RgbImage::from_fn(700, 460, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        });
         let a = Augment::default().apply(&img, &mut StdRng::seed_from_u64(3));
         let b = Augment::default().apply(&img, &mut StdRng::seed_from_u64(3));
         assert_eq!(a.dimensions(), (INPUT_SIZE, INPUT_SIZE));

@@ -8,7 +8,11 @@ use crate::model::{Freeze, Head};
 use crate::train::Schedule;
 
 #[derive(Debug, Parser)]
-#[command(name = "histoscreen-train", version, about = "Fine-tune ImageNet AlexNet on BreakHis, evaluate on unseen patients, export ONNX")]
+#[command(
+    name = "histoscreen-train",
+    version,
+    about = "Fine-tune ImageNet AlexNet on BreakHis, evaluate on unseen patients, export ONNX"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

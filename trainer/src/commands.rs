@@ -96,10 +96,15 @@ pub struct TrainReport {
 }
 
 fn by_patients<'a>(all: &'a [LoadedImage], patients: &[String]) -> Vec<&'a LoadedImage> {
-    all.iter().filter(|x| patients.contains(&x.sample.patient)).collect()
+    all.iter()
+        .filter(|x| patients.contains(&x.sample.patient))
+        .collect()
 }
 
-fn patients_of(images: &[LoadedImage], names: &[String]) -> BTreeMap<String, crate::dataset::Class> {
+fn patients_of(
+    images: &[LoadedImage],
+    names: &[String],
+) -> BTreeMap<String, crate::dataset::Class> {
     images
         .iter()
         .filter(|x| names.contains(&x.sample.patient))
@@ -118,7 +123,10 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 fn summarise(runs: &[FoldReport]) -> BTreeMap<String, (f64, f64)> {
-    let tests: Vec<&Metrics> = runs.iter().filter_map(|r| r.test.as_ref().map(|t| &t.metrics)).collect();
+    let tests: Vec<&Metrics> = runs
+        .iter()
+        .filter_map(|r| r.test.as_ref().map(|t| &t.metrics))
+        .collect();
     let pick = |f: fn(&Metrics) -> f64| mean_std(&tests.iter().map(|m| f(m)).collect::<Vec<_>>());
     let mut s = BTreeMap::new();
     s.insert("accuracy".into(), pick(|m| m.accuracy));
@@ -146,7 +154,12 @@ fn export_and_evaluate(
     Ok(Some(eval::evaluate(&edge, &samples)))
 }
 
-fn card_info(args: &TrainArgs, name: &str, training: serde_json::Value, metrics: serde_json::Value) -> CardInfo {
+fn card_info(
+    args: &TrainArgs,
+    name: &str,
+    training: serde_json::Value,
+    metrics: serde_json::Value,
+) -> CardInfo {
     CardInfo {
         name: name.into(),
         precision: "f32".into(),
@@ -161,7 +174,8 @@ fn card_info(args: &TrainArgs, name: &str, training: serde_json::Value, metrics:
 /// Trains as asked and writes `model.onnx`, `model.json`, `report.json` into `--out`.
 pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
     let started = Instant::now();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
     let probe = args.out.join(".histoscreen-write-test");
     write_atomic(&probe, b"")?;
     let _ = std::fs::remove_file(&probe);
@@ -169,9 +183,15 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
     let pretrained = if args.no_pretrained {
         None
     } else {
-        let p = args.pretrained.clone().unwrap_or_else(settings::default_pretrained);
+        let p = args
+            .pretrained
+            .clone()
+            .unwrap_or_else(settings::default_pretrained);
         if !p.is_file() {
-            bail!("{}: pretrained weights file not found (pass --pretrained FILE or --no-pretrained)", p.display());
+            bail!(
+                "{}: pretrained weights file not found (pass --pretrained FILE or --no-pretrained)",
+                p.display()
+            );
         }
         // Fail on a bad weights file before spending a minute decoding images.
         let mut probe_model = crate::model::AlexNet::new(args.head, &train::device());
@@ -205,13 +225,18 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
         augment: !args.no_augment,
         pretrained: pretrained.clone(),
     };
-    let all_patients: BTreeMap<String, crate::dataset::Class> =
-        images.iter().map(|x| (x.sample.patient.clone(), x.sample.class)).collect();
-    let all_refs: BTreeMap<&str, crate::dataset::Class> = all_patients.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    let all_patients: BTreeMap<String, crate::dataset::Class> = images
+        .iter()
+        .map(|x| (x.sample.patient.clone(), x.sample.class))
+        .collect();
+    let all_refs: BTreeMap<&str, crate::dataset::Class> =
+        all_patients.iter().map(|(p, c)| (p.as_str(), *c)).collect();
 
     let outer: Vec<Split> = match args.folds {
         Some(k) => split::kfold(&all_refs, k, args.seed)?,
-        None if args.val_fraction > 0.0 => vec![split::holdout(&all_refs, args.val_fraction, args.seed)?],
+        None if args.val_fraction > 0.0 => {
+            vec![split::holdout(&all_refs, args.val_fraction, args.seed)?]
+        }
         None => vec![],
     };
 
@@ -220,8 +245,15 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
     let scratch = args.out.join("folds");
     for (i, outer_split) in outer.iter().enumerate() {
         let inner_patients = patients_of(&images, &outer_split.train);
-        let inner_refs: BTreeMap<&str, _> = inner_patients.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-        let inner = split::holdout(&inner_refs, args.select_fraction, args.seed.wrapping_add(1000 + i as u64))?;
+        let inner_refs: BTreeMap<&str, _> = inner_patients
+            .iter()
+            .map(|(p, c)| (p.as_str(), *c))
+            .collect();
+        let inner = split::holdout(
+            &inner_refs,
+            args.select_fraction,
+            args.seed.wrapping_add(1000 + i as u64),
+        )?;
         let fit_set = by_patients(&images, &inner.train);
         let select_set = by_patients(&images, &inner.test);
         let test_set = by_patients(&images, &outer_split.test);
@@ -247,7 +279,12 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
             args.out.join("model.onnx")
         };
         let training = json!({"fit_patients": inner.train, "select_patients": inner.test, "best_epoch": fitted.best_epoch});
-        let test = export_and_evaluate(&fitted.model, &onnx_path, card_info(args, "fold", training, json!({})), &test_set)?;
+        let test = export_and_evaluate(
+            &fitted.model,
+            &onnx_path,
+            card_info(args, "fold", training, json!({})),
+            &test_set,
+        )?;
         if let Some(t) = &test {
             tracing::info!(
                 "run {}: test patients {}: accuracy {:.3}, balanced {:.3}, patient-level {:.3}, AUC {:.3}",
@@ -280,14 +317,26 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
         let mut cfg = config.clone();
         cfg.epochs = e;
         let refs: Vec<&LoadedImage> = images.iter().collect();
-        tracing::info!("final model: {} images from {} patients, {e} epochs", refs.len(), all_patients.len());
+        tracing::info!(
+            "final model: {} images from {} patients, {e} epochs",
+            refs.len(),
+            all_patients.len()
+        );
         let fitted = train::fit(&cfg, &refs, &[], progress)?;
         pretrained_note = fitted.pretrained.as_ref().map(|r| r.describe());
         let training = json!({"trained_on": "all patients", "epochs": e});
-        export_and_evaluate(&fitted.model, &args.out.join("model.onnx"), card_info(args, "histoscreen-alexnet", training, json!({})), &[])?;
+        export_and_evaluate(
+            &fitted.model,
+            &args.out.join("model.onnx"),
+            card_info(args, "histoscreen-alexnet", training, json!({})),
+            &[],
+        )?;
         (e, all_patients.len())
     } else {
-        (runs[0].best_epoch, runs[0].train_patients.len() + runs[0].select_patients.len())
+        (
+            runs[0].best_epoch,
+            runs[0].train_patients.len() + runs[0].select_patients.len(),
+        )
     };
 
     let report = TrainReport {
@@ -310,7 +359,10 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
     let onnx = args.out.join("model.onnx");
     let card_path = histoscreen_edge::card::ModelCard::card_path_for(&onnx);
     let mut card = histoscreen_edge::card::ModelCard::load(&card_path)?;
-    card.name = format!("histoscreen-alexnet-{}", serde_json::to_value(args.head)?.as_str().unwrap_or("model"));
+    card.name = format!(
+        "histoscreen-alexnet-{}",
+        serde_json::to_value(args.head)?.as_str().unwrap_or("model")
+    );
     card.training = json!({
         "data": summary,
         "config": report.config,
@@ -328,13 +380,22 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
         "test": report.runs.iter().filter_map(|r| r.test.as_ref().map(|t| &t.metrics)).collect::<Vec<_>>(),
     });
     card.save(&card_path)?;
-    write_atomic(&args.out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    write_atomic(
+        &args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
     print_summary(&report, &args.out);
     Ok(report)
 }
 
 fn print_summary(report: &TrainReport, out: &Path) {
-    let pm = |k: &str| report.summary.get(k).copied().unwrap_or((f64::NAN, f64::NAN));
+    let pm = |k: &str| {
+        report
+            .summary
+            .get(k)
+            .copied()
+            .unwrap_or((f64::NAN, f64::NAN))
+    };
     eprintln!("wrote {}", out.join("model.onnx").display());
     if report.runs.iter().any(|r| r.test.is_some()) {
         eprintln!(

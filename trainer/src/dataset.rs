@@ -52,7 +52,9 @@ pub fn parse_name(file_name: &str) -> Result<Sample, String> {
         .rsplit_once('.')
         .map(|(s, _)| s)
         .ok_or("no file extension")?;
-    let rest = stem.strip_prefix("SOB_").ok_or("does not start with SOB_")?;
+    let rest = stem
+        .strip_prefix("SOB_")
+        .ok_or("does not start with SOB_")?;
     let (class, rest) = match rest.split_once('_') {
         Some(("B", r)) => (Class::Benign, r),
         Some(("M", r)) => (Class::Malignant, r),
@@ -68,11 +70,17 @@ pub fn parse_name(file_name: &str) -> Result<Sample, String> {
     if year.is_empty() || !year.chars().all(|c| c.is_ascii_digit()) || slide.is_empty() {
         return Err("bad patient id".into());
     }
-    let magnification: u32 = mag.parse().map_err(|_| format!("bad magnification {mag:?}"))?;
+    let magnification: u32 = mag
+        .parse()
+        .map_err(|_| format!("bad magnification {mag:?}"))?;
     if ![40, 100, 200, 400].contains(&magnification) {
-        return Err(format!("magnification {magnification} is not 40/100/200/400"));
+        return Err(format!(
+            "magnification {magnification} is not 40/100/200/400"
+        ));
     }
-    let seq: u32 = seq.parse().map_err(|_| format!("bad sequence number {seq:?}"))?;
+    let seq: u32 = seq
+        .parse()
+        .map_err(|_| format!("bad sequence number {seq:?}"))?;
     Ok(Sample {
         path: PathBuf::new(),
         class,
@@ -105,9 +113,12 @@ fn is_image(path: &Path) -> bool {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot read folder", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot read folder", dir.display()))?;
     for entry in entries {
-        let path = entry.with_context(|| format!("{}: cannot read folder", dir.display()))?.path();
+        let path = entry
+            .with_context(|| format!("{}: cannot read folder", dir.display()))?
+            .path();
         if path.is_dir() {
             walk(&path, out)?;
         } else if is_image(&path) {
@@ -133,7 +144,10 @@ impl Dataset {
         files.sort();
         let mut ds = Dataset::default();
         for path in files {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             match parse_name(name) {
                 Ok(mut s) => {
                     if magnifications.is_empty() || magnifications.contains(&s.magnification) {
@@ -162,7 +176,10 @@ impl Dataset {
     }
 
     pub fn patients(&self) -> BTreeMap<&str, Class> {
-        self.samples.iter().map(|s| (s.patient.as_str(), s.class)).collect()
+        self.samples
+            .iter()
+            .map(|s| (s.patient.as_str(), s.class))
+            .collect()
     }
 
     pub fn summary(&self) -> Summary {
@@ -190,7 +207,9 @@ impl Summary {
         let mut patients = BTreeMap::new();
         for x in samples {
             *s.images_per_class.entry(x.class.to_string()).or_default() += 1;
-            *s.images_per_magnification.entry(format!("{}X", x.magnification)).or_default() += 1;
+            *s.images_per_magnification
+                .entry(format!("{}X", x.magnification))
+                .or_default() += 1;
             *s.images_per_subtype.entry(x.subtype.clone()).or_default() += 1;
             patients.insert(x.patient.clone(), x.class);
         }
@@ -204,14 +223,27 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} images from {} patients (", self.images, self.patients)?;
+        write!(
+            f,
+            "{} images from {} patients (",
+            self.images, self.patients
+        )?;
         let classes: Vec<String> = self
             .images_per_class
             .iter()
-            .map(|(c, n)| format!("{c}: {n} images, {} patients", self.patients_per_class.get(c).copied().unwrap_or(0)))
+            .map(|(c, n)| {
+                format!(
+                    "{c}: {n} images, {} patients",
+                    self.patients_per_class.get(c).copied().unwrap_or(0)
+                )
+            })
             .collect();
         write!(f, "{}; ", classes.join(", "))?;
-        let mags: Vec<String> = self.images_per_magnification.iter().map(|(m, n)| format!("{m} {n}")).collect();
+        let mags: Vec<String> = self
+            .images_per_magnification
+            .iter()
+            .map(|(m, n)| format!("{m} {n}"))
+            .collect();
         write!(f, "{})", mags.join(", "))
     }
 }
@@ -229,14 +261,21 @@ mod tests {
         assert_eq!(s.magnification, 100);
         assert_eq!(s.seq, 1);
         let m = parse_name("SOB_M_DC-14-2523-40-010.png").unwrap();
-        assert_eq!((m.class, m.magnification, m.patient.as_str()), (Class::Malignant, 40, "14-2523"));
+        assert_eq!(
+            (m.class, m.magnification, m.patient.as_str()),
+            (Class::Malignant, 40, "14-2523")
+        );
     }
 
     #[test]
     fn rejects_foreign_names_with_a_reason() {
         assert!(parse_name("photo.png").unwrap_err().contains("SOB_"));
-        assert!(parse_name("SOB_X_TA-14-3411F-100-001.png").unwrap_err().contains("B nor M"));
-        assert!(parse_name("SOB_B_TA-14-3411F-150-001.png").unwrap_err().contains("150"));
+        assert!(parse_name("SOB_X_TA-14-3411F-100-001.png")
+            .unwrap_err()
+            .contains("B nor M"));
+        assert!(parse_name("SOB_B_TA-14-3411F-150-001.png")
+            .unwrap_err()
+            .contains("150"));
         assert!(parse_name("SOB_B_TA-14-3411F-100.png").is_err());
     }
 }

@@ -48,7 +48,9 @@ pub struct Evaluation {
 }
 
 pub fn load_model(onnx: &Path) -> Result<Model> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     Ok(Model::load_with(
         onnx,
         &LoadOptions {
@@ -64,7 +66,10 @@ pub fn score(model: &Model, samples: &[&Sample]) -> (Vec<ImageResult>, Vec<Rejec
     let mut results = Vec::with_capacity(samples.len());
     let mut rejected = Vec::new();
     for chunk in samples.chunks(32) {
-        let decoded: Vec<_> = chunk.par_iter().map(|s| preprocess::load_image(&s.path)).collect();
+        let decoded: Vec<_> = chunk
+            .par_iter()
+            .map(|s| preprocess::load_image(&s.path))
+            .collect();
         for (s, img) in chunk.iter().zip(decoded) {
             let outcome = img
                 .map_err(|e| e.to_string())
@@ -88,7 +93,11 @@ pub fn score(model: &Model, samples: &[&Sample]) -> (Vec<ImageResult>, Vec<Rejec
     (results, rejected)
 }
 
-fn grouped(results: &[ImageResult], key: impl Fn(&ImageResult) -> String, threshold: f32) -> BTreeMap<String, Metrics> {
+fn grouped(
+    results: &[ImageResult],
+    key: impl Fn(&ImageResult) -> String,
+    threshold: f32,
+) -> BTreeMap<String, Metrics> {
     let mut groups: BTreeMap<String, Vec<Scored>> = BTreeMap::new();
     for r in results {
         groups.entry(key(r)).or_default().push(r.scored());

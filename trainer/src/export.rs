@@ -13,7 +13,9 @@ use histoscreen_edge::card::{InputSpec, ModelCard, OutputSpec};
 use histoscreen_edge::fsutil::write_atomic;
 
 use crate::model::{AlexNet, Head};
-use crate::onnx_export::{self, AlexNetWeights, Array, ConvWeights, DenseWeights, ExportOptions, HeadWeights};
+use crate::onnx_export::{
+    self, AlexNetWeights, Array, ConvWeights, DenseWeights, ExportOptions, HeadWeights,
+};
 
 fn array<const D: usize>(t: &Tensor<D>) -> Array {
     let shape = t.dims().to_vec();
@@ -82,13 +84,21 @@ pub struct CardInfo {
 }
 
 /// Writes `onnx_path` and its card beside it, both atomically; returns the card.
-pub fn write_model(onnx_bytes: &[u8], onnx_path: &Path, head: Head, info: CardInfo) -> Result<ModelCard> {
+pub fn write_model(
+    onnx_bytes: &[u8],
+    onnx_path: &Path,
+    head: Head,
+    info: CardInfo,
+) -> Result<ModelCard> {
     write_atomic(onnx_path, onnx_bytes)?;
     let card = ModelCard {
         format_version: histoscreen_edge::card::CARD_FORMAT_VERSION,
         name: info.name,
         architecture: "alexnet".into(),
-        head: serde_json::to_value(head)?.as_str().unwrap_or_default().to_string(),
+        head: serde_json::to_value(head)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         precision: info.precision,
         onnx_file: onnx_path
             .file_name()
@@ -97,7 +107,10 @@ pub fn write_model(onnx_bytes: &[u8], onnx_path: &Path, head: Head, info: CardIn
             .into_owned(),
         sha256: sha256_hex(onnx_bytes),
         size_bytes: onnx_bytes.len() as u64,
-        classes: crate::dataset::CLASSES.iter().map(|c| c.to_string()).collect(),
+        classes: crate::dataset::CLASSES
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
         input: InputSpec::imagenet(1),
         output: OutputSpec {
             name: onnx_export::OUTPUT_NAME.into(),
@@ -120,7 +133,10 @@ pub fn onnx_f32(model: &AlexNet, doc: &str) -> Result<Vec<u8>> {
         &ExportOptions {
             graph_name: "histoscreen-alexnet".into(),
             doc: doc.into(),
-            metadata: vec![("producer".into(), format!("histoscreen-train {}", env!("CARGO_PKG_VERSION")))],
+            metadata: vec![(
+                "producer".into(),
+                format!("histoscreen-train {}", env!("CARGO_PKG_VERSION")),
+            )],
         },
     )
 }

@@ -30,7 +30,10 @@ pub fn load(samples: &[Sample]) -> (Vec<LoadedImage>, Vec<Rejected>) {
                 path: s.path.clone(),
                 reason: e.to_string(),
             })?;
-            let eval_view = preprocess::center_crop(&preprocess::resize_shorter_side(&img, INPUT_SIZE), INPUT_SIZE);
+            let eval_view = preprocess::center_crop(
+                &preprocess::resize_shorter_side(&img, INPUT_SIZE),
+                INPUT_SIZE,
+            );
             let train_view = preprocess::resize_shorter_side(&img, TRAIN_VIEW_SIDE);
             Ok(LoadedImage {
                 sample: s.clone(),

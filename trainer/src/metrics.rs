@@ -62,7 +62,11 @@ impl Metrics {
         let patient_accuracy = if per_patient.is_empty() {
             f64::NAN
         } else {
-            per_patient.values().map(|&(c, n)| c as f64 / n as f64).sum::<f64>() / per_patient.len() as f64
+            per_patient
+                .values()
+                .map(|&(c, n)| c as f64 / n as f64)
+                .sum::<f64>()
+                / per_patient.len() as f64
         };
         Metrics {
             images: scored.len(),

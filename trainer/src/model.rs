@@ -1,8 +1,8 @@
 //! torchvision AlexNet in burn, with the seed's classifier or a compact head for the edge.
 
 use burn::module::Module;
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
@@ -10,8 +10,13 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 /// `(out channels, kernel, stride, padding)` of torchvision's five convolutions.
-pub const CONVS: [(usize, usize, usize, usize); 5] =
-    [(64, 11, 4, 2), (192, 5, 1, 2), (384, 3, 1, 1), (256, 3, 1, 1), (256, 3, 1, 1)];
+pub const CONVS: [(usize, usize, usize, usize); 5] = [
+    (64, 11, 4, 2),
+    (192, 5, 1, 2),
+    (384, 3, 1, 1),
+    (256, 3, 1, 1),
+    (256, 3, 1, 1),
+];
 /// Channels and spatial size of the feature map at 224x224 input.
 pub const FEATURE_CHANNELS: usize = 256;
 pub const FEATURE_SIDE: usize = 6;

@@ -22,7 +22,9 @@ pub struct Split {
 impl Split {
     pub fn select<'a>(&self, samples: &'a [Sample]) -> (Vec<&'a Sample>, Vec<&'a Sample>) {
         let test: BTreeSet<&str> = self.test.iter().map(String::as_str).collect();
-        samples.iter().partition(|s| !test.contains(s.patient.as_str()))
+        samples
+            .iter()
+            .partition(|s| !test.contains(s.patient.as_str()))
     }
 }
 
@@ -43,7 +45,10 @@ pub fn holdout(patients: &BTreeMap<&str, Class>, fraction: f64, seed: u64) -> Re
     if !(0.0..1.0).contains(&fraction) {
         bail!("--val-fraction must be in [0, 1), got {fraction}");
     }
-    let mut split = Split { train: vec![], test: vec![] };
+    let mut split = Split {
+        train: vec![],
+        test: vec![],
+    };
     for (class, list) in shuffled_by_class(patients, seed).into_iter().enumerate() {
         let n = list.len();
         let mut k = (n as f64 * fraction).round() as usize;
@@ -109,7 +114,10 @@ mod tests {
             m.insert(p, Class::Benign);
         }
         for i in 0..15 {
-            m.insert(Box::leak(format!("m{i}").into_boxed_str()) as &str, Class::Malignant);
+            m.insert(
+                Box::leak(format!("m{i}").into_boxed_str()) as &str,
+                Class::Malignant,
+            );
         }
         m
     }
@@ -138,7 +146,10 @@ mod tests {
         for f in &folds {
             assert!(disjoint(f));
             assert_eq!(f.train.len() + f.test.len(), ps.len());
-            assert!(f.test.iter().any(|p| p.starts_with('b')) && f.test.iter().any(|p| p.starts_with('m')));
+            assert!(
+                f.test.iter().any(|p| p.starts_with('b'))
+                    && f.test.iter().any(|p| p.starts_with('m'))
+            );
             for p in &f.test {
                 assert!(seen.insert(p.clone()), "{p} tested twice");
             }
@@ -151,6 +162,9 @@ mod tests {
         let mut ps = BTreeMap::new();
         ps.insert("b1", Class::Benign);
         ps.insert("m1", Class::Malignant);
-        assert!(kfold(&ps, 3, 0).unwrap_err().to_string().contains("need at least 3"));
+        assert!(kfold(&ps, 3, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("need at least 3"));
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use burn::module::{AutodiffModule, Module};
+use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
@@ -64,7 +64,8 @@ impl TrainConfig {
                 }
             }
             Schedule::Cosine => {
-                0.5 * self.lr * (1.0 + (std::f64::consts::PI * epoch as f64 / self.epochs as f64).cos())
+                0.5 * self.lr
+                    * (1.0 + (std::f64::consts::PI * epoch as f64 / self.epochs as f64).cos())
             }
         }
     }
@@ -105,11 +106,19 @@ fn loss_fn(logits: Tensor<2>, labels: &[usize], weights: [f32; 2]) -> Tensor<1> 
         total += weights[y];
     }
     let target = Tensor::<2>::from_data(TensorData::new(target, [n, 2]), &logits.device());
-    (log_softmax(logits, 1) * target).sum().neg().div_scalar(total)
+    (log_softmax(logits, 1) * target)
+        .sum()
+        .neg()
+        .div_scalar(total)
 }
 
 /// Malignant probabilities of `views` with an inference network, in batches.
-pub fn predict(model: &AlexNet, views: &[&image::RgbImage], batch: usize, device: &Device) -> Vec<f32> {
+pub fn predict(
+    model: &AlexNet,
+    views: &[&image::RgbImage],
+    batch: usize,
+    device: &Device,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(views.len());
     for chunk in views.chunks(batch.max(1)) {
         let probs = softmax(model.forward(batch_tensor(chunk, device)), 1);
@@ -138,7 +147,12 @@ fn better(a: &Metrics, b: &Metrics) -> bool {
     key(a) > key(b)
 }
 
-pub fn fit(cfg: &TrainConfig, train: &[&LoadedImage], select: &[&LoadedImage], progress: bool) -> Result<Fitted> {
+pub fn fit(
+    cfg: &TrainConfig,
+    train: &[&LoadedImage],
+    select: &[&LoadedImage],
+    progress: bool,
+) -> Result<Fitted> {
     if train.is_empty() {
         bail!("no training images");
     }
@@ -172,7 +186,9 @@ pub fn fit(cfg: &TrainConfig, train: &[&LoadedImage], select: &[&LoadedImage], p
             dampening: 0.0,
             nesterov: false,
         }))
-        .with_weight_decay((cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)))
+        .with_weight_decay(
+            (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)),
+        )
         .init();
 
     let weights = class_weights(train, cfg.class_weighting);
@@ -216,7 +232,10 @@ pub fn fit(cfg: &TrainConfig, train: &[&LoadedImage], select: &[&LoadedImage], p
                 })
                 .collect();
             let refs: Vec<&image::RgbImage> = views.iter().collect();
-            let labels: Vec<usize> = chunk.iter().map(|&i| train[i].sample.class.index()).collect();
+            let labels: Vec<usize> = chunk
+                .iter()
+                .map(|&i| train[i].sample.class.index())
+                .collect();
             let x = batch_tensor(&refs, &ad);
             let logits = if frozen == 5 {
                 // Run the frozen trunk without autodiff bookkeeping at all.
@@ -225,7 +244,12 @@ pub fn fit(cfg: &TrainConfig, train: &[&LoadedImage], select: &[&LoadedImage], p
             } else {
                 model.forward(x)
             };
-            let preds: Vec<f32> = logits.clone().inner().into_data().to_vec().expect("f32 logits");
+            let preds: Vec<f32> = logits
+                .clone()
+                .inner()
+                .into_data()
+                .to_vec()
+                .expect("f32 logits");
             correct += preds
                 .chunks(2)
                 .zip(&labels)
@@ -234,7 +258,10 @@ pub fn fit(cfg: &TrainConfig, train: &[&LoadedImage], select: &[&LoadedImage], p
             let loss = loss_fn(logits, &labels, weights);
             let loss_value: f32 = loss.clone().inner().into_scalar();
             if !loss_value.is_finite() {
-                bail!("training diverged at epoch {} (loss {loss_value}); lower --lr", epoch + 1);
+                bail!(
+                    "training diverged at epoch {} (loss {loss_value}); lower --lr",
+                    epoch + 1
+                );
             }
             loss_sum += loss_value as f64 * chunk.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -260,7 +287,15 @@ pub fn fit(cfg: &TrainConfig, train: &[&LoadedImage], select: &[&LoadedImage], p
                 .collect();
             let nll = scored
                 .iter()
-                .map(|s| -((if s.malignant { s.p_malignant } else { 1.0 - s.p_malignant }).max(1e-7) as f64).ln())
+                .map(|s| {
+                    -((if s.malignant {
+                        s.p_malignant
+                    } else {
+                        1.0 - s.p_malignant
+                    })
+                    .max(1e-7) as f64)
+                        .ln()
+                })
                 .sum::<f64>()
                 / scored.len() as f64;
             (Some(nll), Some(Metrics::compute(&scored, 0.5)))

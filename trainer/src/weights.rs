@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use burn::store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use burn::store::{
+    ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
 
 use crate::model::{AlexNet, Head};
 
@@ -19,8 +21,18 @@ pub struct LoadReport {
 
 impl LoadReport {
     pub fn describe(&self) -> String {
-        let convs = self.loaded.iter().filter(|k| k.starts_with("features.")).count() / 2;
-        let fcs = self.loaded.iter().filter(|k| k.starts_with("classifier.")).count() / 2;
+        let convs = self
+            .loaded
+            .iter()
+            .filter(|k| k.starts_with("features."))
+            .count()
+            / 2;
+        let fcs = self
+            .loaded
+            .iter()
+            .filter(|k| k.starts_with("classifier."))
+            .count()
+            / 2;
         let mut fresh: Vec<&str> = self
             .fresh
             .iter()
@@ -52,8 +64,11 @@ enum Format {
 fn sniff(path: &Path) -> Result<Format> {
     use std::io::Read;
     let mut head = [0u8; 8];
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open weights file", path.display()))?;
-    let n = f.read(&mut head).with_context(|| format!("{}: cannot read weights file", path.display()))?;
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("{}: cannot open weights file", path.display()))?;
+    let n = f
+        .read(&mut head)
+        .with_context(|| format!("{}: cannot read weights file", path.display()))?;
     if n >= 2 && &head[..2] == b"PK" || n >= 1 && head[0] == 0x80 {
         // zip (torch.save since 1.6) or a legacy pickle
         return Ok(Format::Pytorch);
@@ -108,7 +123,13 @@ pub fn load_pretrained(model: &mut AlexNet, path: &Path) -> Result<LoadReport> {
     let mut loaded = result.applied.clone();
     loaded.sort();
     let mut fresh: Vec<String> = result.missing.iter().map(|(k, _)| k.clone()).collect();
-    fresh.extend(result.skipped.iter().filter(|k| !loaded.contains(k)).cloned());
+    fresh.extend(
+        result
+            .skipped
+            .iter()
+            .filter(|k| !loaded.contains(k))
+            .cloned(),
+    );
     fresh.sort();
     fresh.dedup();
     Ok(LoadReport {

@@ -7,7 +7,10 @@ use common::*;
 fn one_error_line(o: &std::process::Output) -> String {
     assert!(!o.status.success(), "expected failure, got success");
     let err = stderr(o);
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("histoscreen-train:")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("histoscreen-train:"))
+        .collect();
     assert_eq!(lines.len(), 1, "expected one error line, got:\n{err}");
     lines[0].to_string()
 }
@@ -15,19 +18,37 @@ fn one_error_line(o: &std::process::Output) -> String {
 #[test]
 fn missing_data_folder_is_named() {
     let out = tempfile::tempdir().unwrap();
-    let o = run(train_bin().args(["train", "--data", "/nonexistent/breakhis", "--out"]).arg(out.path()));
+    let o = run(train_bin()
+        .args(["train", "--data", "/nonexistent/breakhis", "--out"])
+        .arg(out.path()));
     let line = one_error_line(&o);
-    assert!(line.contains("/nonexistent/breakhis") && line.contains("does not exist"), "{line}");
+    assert!(
+        line.contains("/nonexistent/breakhis") && line.contains("does not exist"),
+        "{line}"
+    );
 }
 
 #[test]
 fn folder_without_breakhis_files_is_named() {
     let data = tempfile::tempdir().unwrap();
-    std::fs::copy(shared().join("fixtures/ihc-colon-512.png"), data.path().join("colon.png")).unwrap();
+    std::fs::copy(
+        shared().join("fixtures/ihc-colon-512.png"),
+        data.path().join("colon.png"),
+    )
+    .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let o = run(train_bin().arg("train").arg("--data").arg(data.path()).arg("--out").arg(out.path()));
+    let o = run(train_bin()
+        .arg("train")
+        .arg("--data")
+        .arg(data.path())
+        .arg("--out")
+        .arg(out.path()));
     let line = one_error_line(&o);
-    assert!(line.contains("no BreakHis images found") && line.contains(&data.path().display().to_string()), "{line}");
+    assert!(
+        line.contains("no BreakHis images found")
+            && line.contains(&data.path().display().to_string()),
+        "{line}"
+    );
 }
 
 #[test]
@@ -45,10 +66,14 @@ fn corrupt_png_is_listed_and_training_goes_on() {
         .arg(out.path())
         .args(["--val-fraction", "0", "--epochs", "1", "--quiet"]));
     assert!(o.status.success(), "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
     let rejected = report["rejected"].as_array().unwrap();
     assert_eq!(rejected.len(), 1, "{rejected:?}");
-    assert!(rejected[0]["path"].as_str().unwrap().ends_with("SOB_B_A-14-99999-100-001.png"));
+    assert!(rejected[0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("SOB_B_A-14-99999-100-001.png"));
     assert!(!rejected[0]["reason"].as_str().unwrap().is_empty());
     assert_eq!(report["data"]["images"], 4);
 }
@@ -65,7 +90,10 @@ fn weights_file_that_is_not_weights_is_named() {
         .arg("--out")
         .arg(dir.path().join("out")));
     let line = one_error_line(&o);
-    assert!(line.contains("alexnet.pth") && line.contains("not a weights file"), "{line}");
+    assert!(
+        line.contains("alexnet.pth") && line.contains("not a weights file"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -76,7 +104,11 @@ fn weights_of_the_wrong_shape_are_named() {
     write_safetensors(
         &wrong,
         &[
-            ("features.0.weight", vec![32, 3, 11, 11], vec![0.0; 32 * 3 * 121]),
+            (
+                "features.0.weight",
+                vec![32, 3, 11, 11],
+                vec![0.0; 32 * 3 * 121],
+            ),
             ("features.0.bias", vec![32], vec![0.0; 32]),
         ],
     );
@@ -87,7 +119,10 @@ fn weights_of_the_wrong_shape_are_named() {
         .arg("--out")
         .arg(dir.path().join("out")));
     let line = one_error_line(&o);
-    assert!(line.contains("wrong.safetensors") && line.contains("do not fit"), "{line}");
+    assert!(
+        line.contains("wrong.safetensors") && line.contains("do not fit"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -102,7 +137,10 @@ fn safetensors_without_alexnet_keys_is_named() {
         .arg("--out")
         .arg(dir.path().join("out")));
     let line = one_error_line(&o);
-    assert!(line.contains("resnet.safetensors") && line.contains("no AlexNet conv weights"), "{line}");
+    assert!(
+        line.contains("resnet.safetensors") && line.contains("no AlexNet conv weights"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -37,7 +37,9 @@ fn check(head: Head) {
     let samples: Vec<Sample> = some_images(3)
         .iter()
         .map(|p| {
-            let mut s = histoscreen_train::dataset::parse_name(p.file_name().unwrap().to_str().unwrap()).unwrap();
+            let mut s =
+                histoscreen_train::dataset::parse_name(p.file_name().unwrap().to_str().unwrap())
+                    .unwrap();
             s.path = p.clone();
             s
         })
@@ -58,7 +60,10 @@ fn check(head: Head) {
         spread = (spread.0.min(*p_burn), spread.1.max(*p_burn));
     }
     // Equal outputs mean something only if the images produce different outputs.
-    assert!(spread.1 - spread.0 > 1e-3, "outputs barely vary: {spread:?}");
+    assert!(
+        spread.1 - spread.0 > 1e-3,
+        "outputs barely vary: {spread:?}"
+    );
 }
 
 #[test]

@@ -8,11 +8,18 @@ use common::*;
 use serde_json::Value;
 
 fn json(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 fn names(v: &Value) -> BTreeSet<String> {
-    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -27,17 +34,27 @@ fn holdout_training_is_patient_disjoint_and_eval_matches_card() {
 
     let report = json(&out.path().join("report.json"));
     let run0 = &report["runs"][0];
-    let (fit, select, test) = (names(&run0["train_patients"]), names(&run0["select_patients"]), names(&run0["test_patients"]));
+    let (fit, select, test) = (
+        names(&run0["train_patients"]),
+        names(&run0["select_patients"]),
+        names(&run0["test_patients"]),
+    );
     assert!(!fit.is_empty() && !select.is_empty() && !test.is_empty());
     assert!(fit.is_disjoint(&test) && select.is_disjoint(&test) && fit.is_disjoint(&select));
-    assert_eq!(fit.len() + select.len() + test.len(), report["data"]["patients"].as_u64().unwrap() as usize);
+    assert_eq!(
+        fit.len() + select.len() + test.len(),
+        report["data"]["patients"].as_u64().unwrap() as usize
+    );
     assert_eq!(report["split_seed"], 3);
     assert_eq!(run0["history"].as_array().unwrap().len(), 2);
 
     // The card's checksum is the file's, and its figures are the held-out run's.
     let card = json(&out.path().join("model.json"));
     let onnx = std::fs::read(out.path().join("model.onnx")).unwrap();
-    assert_eq!(card["sha256"].as_str().unwrap(), histoscreen_train::export::sha256_hex(&onnx));
+    assert_eq!(
+        card["sha256"].as_str().unwrap(),
+        histoscreen_train::export::sha256_hex(&onnx)
+    );
     assert_eq!(card["input"]["shape"], serde_json::json!([1, 3, 224, 224]));
     let held_out = &run0["test"];
     assert_eq!(card["metrics"]["test"][0]["images"], held_out["images"]);
@@ -45,7 +62,12 @@ fn holdout_training_is_patient_disjoint_and_eval_matches_card() {
     // `eval` on a folder holding only the held-out patients reproduces the held-out figures.
     let data = tempfile::tempdir().unwrap();
     let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).unwrap();
-    let files: Vec<_> = ds.samples.iter().filter(|s| test.contains(&s.patient)).map(|s| s.path.clone()).collect();
+    let files: Vec<_> = ds
+        .samples
+        .iter()
+        .filter(|s| test.contains(&s.patient))
+        .map(|s| s.path.clone())
+        .collect();
     copy_images(&files, data.path());
     let o = run(train_bin()
         .arg("eval")
@@ -58,9 +80,19 @@ fn holdout_training_is_patient_disjoint_and_eval_matches_card() {
     let eval: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(eval["images"], held_out["images"]);
     assert_eq!(eval["patients"].as_u64().unwrap() as usize, test.len());
-    for key in ["accuracy", "balanced_accuracy", "patient_accuracy", "sensitivity", "specificity", "roc_auc"] {
+    for key in [
+        "accuracy",
+        "balanced_accuracy",
+        "patient_accuracy",
+        "sensitivity",
+        "specificity",
+        "roc_auc",
+    ] {
         let (a, b) = (eval[key].as_f64().unwrap(), held_out[key].as_f64().unwrap());
-        assert!((a - b).abs() < 1e-9, "{key}: eval {a} vs training report {b}");
+        assert!(
+            (a - b).abs() < 1e-9,
+            "{key}: eval {a} vs training report {b}"
+        );
     }
     assert_eq!(eval["confusion"], held_out["confusion"]);
 }
@@ -72,10 +104,21 @@ fn kfold_reports_every_fold_and_trains_the_export_on_all_patients() {
     let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).unwrap();
     let mut files = Vec::new();
     for class in ["benign", "malignant"] {
-        let mut patients: Vec<&str> = ds.samples.iter().filter(|s| s.class.to_string() == class).map(|s| s.patient.as_str()).collect();
+        let mut patients: Vec<&str> = ds
+            .samples
+            .iter()
+            .filter(|s| s.class.to_string() == class)
+            .map(|s| s.patient.as_str())
+            .collect();
         patients.dedup();
         for p in patients.iter().take(3) {
-            files.extend(ds.samples.iter().filter(|s| s.patient == *p).take(4).map(|s| s.path.clone()));
+            files.extend(
+                ds.samples
+                    .iter()
+                    .filter(|s| s.patient == *p)
+                    .take(4)
+                    .map(|s| s.path.clone()),
+            );
         }
     }
     copy_images(&files, data.path());
@@ -86,7 +129,15 @@ fn kfold_reports_every_fold_and_trains_the_export_on_all_patients() {
         .arg(data.path())
         .arg("--out")
         .arg(out.path())
-        .args(["--folds", "3", "--epochs", "1", "--select-fraction", "0.3", "--quiet"]));
+        .args([
+            "--folds",
+            "3",
+            "--epochs",
+            "1",
+            "--select-fraction",
+            "0.3",
+            "--quiet",
+        ]));
     assert!(o.status.success(), "{}", stderr(&o));
     let report = json(&out.path().join("report.json"));
     let runs = report["runs"].as_array().unwrap();
@@ -102,5 +153,8 @@ fn kfold_reports_every_fold_and_trains_the_export_on_all_patients() {
     assert_eq!(tested.len(), 6, "every patient is tested exactly once");
     assert_eq!(report["exported_model_trained_on_patients"], 6);
     let card = json(&out.path().join("model.json"));
-    assert!(card["metrics"]["protocol"].as_str().unwrap().contains("3-fold"));
+    assert!(card["metrics"]["protocol"]
+        .as_str()
+        .unwrap()
+        .contains("3-fold"));
 }

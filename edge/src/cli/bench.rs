@@ -73,7 +73,10 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     if args.iterations == 0 {
         return Err(EdgeError::Usage("--iterations must be at least 1".into()));
     }
-    let image_path = args.image.clone().unwrap_or_else(paths::default_bench_image);
+    let image_path = args
+        .image
+        .clone()
+        .unwrap_or_else(paths::default_bench_image);
     let img = preprocess::load_image(&image_path)?;
     let model = Model::load_with(
         &args.model,
@@ -193,7 +196,10 @@ fn table(r: &BenchReport) -> String {
     ));
     s.push_str(&row("preprocess", &r.preprocess_ms));
     s.push_str(&row("inference", &r.infer_ms));
-    s.push_str(&format!("throughput   {:.1} fps (preprocess + inference)\n", r.fps));
+    s.push_str(&format!(
+        "throughput   {:.1} fps (preprocess + inference)\n",
+        r.fps
+    ));
     s.push_str(&format!(
         "memory       peak {}   current {}\n",
         mib(r.peak_rss_mib),

@@ -61,7 +61,9 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     );
     let (mut right, mut decided) = (0, 0);
     for path in &samples {
-        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let truth = paths::breakhis_truth(path);
         let truth_text = truth.map_or("?", Label::as_str);
         match preprocess::load_image(path).and_then(|img| model.classify(&img)) {

@@ -95,9 +95,11 @@ fn init_tracing(verbose: u8) {
 fn emit(file: Option<&PathBuf>, bytes: &[u8], out: &mut dyn Write) -> Result<(), EdgeError> {
     match file {
         Some(p) => crate::fsutil::write_atomic(p, bytes),
-        None => out
-            .write_all(bytes)
-            .and_then(|_| out.flush())
-            .map_err(|e| EdgeError::Usage(format!("cannot write output: {}", crate::error::io_reason(&e)))),
+        None => out.write_all(bytes).and_then(|_| out.flush()).map_err(|e| {
+            EdgeError::Usage(format!(
+                "cannot write output: {}",
+                crate::error::io_reason(&e)
+            ))
+        }),
     }
 }

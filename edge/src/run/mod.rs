@@ -158,7 +158,10 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
     }
     let mut sink = open_signals(args, pins, out)?;
 
-    let model_path = args.model.clone().unwrap_or_else(crate::paths::default_model);
+    let model_path = args
+        .model
+        .clone()
+        .unwrap_or_else(crate::paths::default_model);
     let model: Model;
     let (mut classifier, threshold, band): (Box<dyn Classifier + '_>, f32, f32) =
         if let Some(list) = &args.fake_scores {

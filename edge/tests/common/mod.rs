@@ -27,16 +27,13 @@ pub fn breakhis() -> PathBuf {
 
 /// A real benign BreakHis PNG (700x460).
 pub fn benign_png() -> PathBuf {
-    breakhis().join(
-        "benign/SOB/adenosis/SOB_B_A_14-22549AB/100X/SOB_B_A-14-22549AB-100-001.png",
-    )
+    breakhis().join("benign/SOB/adenosis/SOB_B_A_14-22549AB/100X/SOB_B_A-14-22549AB-100-001.png")
 }
 
 /// A real malignant BreakHis PNG.
 pub fn malignant_png() -> PathBuf {
-    breakhis().join(
-        "malignant/SOB/ductal_carcinoma/SOB_M_DC_14-10926/100X/SOB_M_DC-14-10926-100-001.png",
-    )
+    breakhis()
+        .join("malignant/SOB/ductal_carcinoma/SOB_M_DC_14-10926/100X/SOB_M_DC-14-10926-100-001.png")
 }
 
 /// A real patient folder with several PNGs.
@@ -119,7 +116,12 @@ fn int(name: &str, v: i64) -> pb::AttributeProto {
     }
 }
 
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<pb::AttributeProto>) -> pb::NodeProto {
+fn node(
+    op: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.into(),
         name: output.into(),
@@ -159,13 +161,22 @@ pub fn tiny_onnx_bytes(declared_input: &[Option<i64>]) -> Vec<u8> {
             node("Relu", &["conv"], "relu", vec![]),
             node("GlobalAveragePool", &["relu"], "gap", vec![]),
             node("Flatten", &["gap"], "flat", vec![int("axis", 1)]),
-            node("Gemm", &["flat", "fc.w", "fc.b"], "logits", vec![int("transB", 1)]),
+            node(
+                "Gemm",
+                &["flat", "fc.w", "fc.b"],
+                "logits",
+                vec![int("transB", 1)],
+            ),
             node("Softmax", &["logits"], "probs", vec![int("axis", 1)]),
         ],
         initializer: vec![
             tensor("conv.w", &[4, 3, 3, 3], w),
             tensor("conv.b", &[4], vec![0.0, 0.0, 0.0, 0.5]),
-            tensor("fc.w", &[2, 4], vec![0.2, 0.1, 0.3, -1.0, -0.2, 0.4, -0.1, 1.5]),
+            tensor(
+                "fc.w",
+                &[2, 4],
+                vec![0.2, 0.1, 0.3, -1.0, -0.2, 0.4, -0.1, 1.5],
+            ),
             tensor("fc.b", &[2], vec![0.05, -0.05]),
         ],
         input: vec![value_info("image", declared_input)],
@@ -195,7 +206,11 @@ pub fn card_for(onnx_path: &Path, onnx_bytes: &[u8], spec: &TinySpec) -> ModelCa
         architecture: "tiny-conv".into(),
         head: "gap-gemm".into(),
         precision: "f32".into(),
-        onnx_file: onnx_path.file_name().unwrap().to_string_lossy().into_owned(),
+        onnx_file: onnx_path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
         sha256: hex::encode(sha2::Sha256::digest(onnx_bytes)),
         size_bytes: onnx_bytes.len() as u64,
         classes: vec!["benign".into(), "malignant".into()],

@@ -38,7 +38,9 @@ pub fn train_bin() -> Command {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.env("HISTOSCREEN_SHARED", shared()).output().expect("run histoscreen-train")
+    cmd.env("HISTOSCREEN_SHARED", shared())
+        .output()
+        .expect("run histoscreen-train")
 }
 
 pub fn stderr(o: &Output) -> String {
