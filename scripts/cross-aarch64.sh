@@ -18,8 +18,12 @@
 #   HS_CROSS_PROFILE   cargo profile for the aarch64 binary: dev (default: shares its
 #                      dependencies with the unit-test build, same kernels and numerics) or release
 #   HS_CROSS_TARGET_DIR  default target/aarch64-build
-#   HS_DEPS_OPT_LEVEL  opt-level of the dependencies in the aarch64 build (default: the
-#                      workspace's, 3); 1 compiles tract much faster, same results, slower qemu runs
+#   HS_CARGO_ARGS      extra arguments for the aarch64 cargo commands, e.g.
+#                      "--config profile.dev.package.tract-core.opt-level=1": tract-core compiles
+#                      several times faster, with the same results and slower qemu runs
+#   HS_CARGO, HS_RUSTC  another toolchain with an aarch64 std (e.g. rustup's after `rustup
+#                      target add aarch64-unknown-linux-gnu`: HS_CARGO=cargo HS_RUSTC=rustc
+#                      HS_SKIP_APT=1, with the C toolchain and qemu installed)
 #   HS_MODEL           default models/histoscreen-alexnet-compact.onnx (its .json card beside it)
 #   HS_SAMPLES         default models/samples
 #   HS_X86_BIN         x86 histoscreen-edge to compare with (default: `cargo build -p
@@ -127,16 +131,18 @@ install_tools() {
 }
 
 stage "install tools" install_tools
-[ -d /usr/lib/rustlib/$TRIPLE/lib ] || die "no aarch64 std in /usr/lib/rustlib (libstd-rust-web-dev:arm64)"
+XCARGO=${HS_CARGO:-/usr/bin/cargo}
+[ -d "$("${HS_RUSTC:-/usr/bin/rustc}" --print sysroot)/lib/rustlib/$TRIPLE/lib" ] ||
+    die "${HS_RUSTC:-/usr/bin/rustc} has no $TRIPLE std (Debian: libstd-rust-web-dev:arm64)"
 # qemu runs the binary against the arm64 glibc that multiarch put in /lib (no -L: with
 # `-L /usr/aarch64-linux-gnu` creating a thread hangs).
 [ -e /lib/ld-linux-aarch64.so.1 ] || die "no /lib/ld-linux-aarch64.so.1 (libc6:arm64)"
-/usr/bin/rustc --version
+"${HS_RUSTC:-/usr/bin/rustc}" --version
 
 # Debian's cargo and rustc, aarch64 linker and C compiler (tract-linalg assembles its kernels
 # with it), qemu as the test runner. Only for the aarch64 commands: the x86 build stays as is.
 XENV=(
-    RUSTC=/usr/bin/rustc
+    RUSTC="${HS_RUSTC:-/usr/bin/rustc}"
     CARGO_TARGET_DIR="$XDIR"
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
     CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
@@ -144,14 +150,12 @@ XENV=(
 )
 # Run from edge/ (cargo then builds that member only) rather than with `-p histoscreen-edge`,
 # so that a `pkill -f histoscreen-edge` aimed at a running screen loop spares these builds.
-XCONF=()
-if [ -n "${HS_DEPS_OPT_LEVEL:-}" ]; then
-    XCONF=(--config "profile.$PROFILE.package.\"*\".opt-level=$HS_DEPS_OPT_LEVEL")
-fi
+# shellcheck disable=SC2206
+XCONF=(${HS_CARGO_ARGS:-})
 xcargo() {
     local cmd=$1
     shift
-    (cd edge && nice -n "${HS_NICE:-10}" env "${XENV[@]}" /usr/bin/cargo "$cmd" "${XCONF[@]}" "$@")
+    (cd edge && nice -n "${HS_NICE:-10}" env "${XENV[@]}" "$XCARGO" "$cmd" "${XCONF[@]}" "$@")
 }
 
 # What tract must believe about each emulated CPU. qemu-user shows the host's /proc/cpuinfo, so
@@ -207,7 +211,7 @@ unit_tests() {
         echo "--- unit tests under qemu -cpu $cpu"
         # shellcheck disable=SC2046
         (cd edge && timeout 1200 nice -n "${HS_NICE:-10}" env "${XENV[@]}" QEMU_CPU="$cpu" \
-            $(tract_env_for "$cpu") /usr/bin/cargo test "${XCONF[@]}" --target $TRIPLE --profile "$PROFILE" --lib)
+            $(tract_env_for "$cpu") "$XCARGO" test "${XCONF[@]}" --target $TRIPLE --profile "$PROFILE" --lib)
     done
 }
 if [ -n "$UNIT_CPUS" ]; then
