@@ -222,7 +222,7 @@ mod tests {
         assert_eq!(c.label_for(0.05), Label::Benign);
         assert_eq!(c.label_for(0.35), Label::Uncertain);
         assert_eq!(c.label_for(0.45), Label::Uncertain);
-        assert_eq!(c.label_for(0.5), Label::Malignant);
+        assert_eq!(c.label_for(0.55), Label::Malignant);
         assert_eq!(c.label_for(0.99), Label::Malignant);
         let no_band = card(0.5, 0.0);
         assert_eq!(no_band.label_for(0.5), Label::Malignant);

@@ -380,21 +380,22 @@ impl Model {
     /// card, so a card copied next to the wrong model fails with a clear line.
     fn check_declared_input(model: &InferenceModel, card: &ModelCard) -> Result<(), String> {
         let fact = model.input_fact(0).map_err(one_line)?;
-        let dims: Vec<Option<usize>> = fact
-            .shape
-            .dims()
+        let declared_dims: Vec<GenericFactoid<TDim>> = fact.shape.dims().cloned().collect();
+        if declared_dims.is_empty() {
+            return Ok(()); // the file declares nothing; type analysis will judge
+        }
+        let dims: Vec<Option<usize>> = declared_dims
+            .iter()
             .map(|d| match d {
                 GenericFactoid::Only(t) => t.to_i64().ok().map(|v| v as usize),
                 GenericFactoid::Any => None,
             })
             .collect();
-        if dims.is_empty() {
-            return Ok(()); // the file declares nothing; type analysis will judge
-        }
-        let declared = shape_text(
-            dims.iter()
-                .map(|d| d.map_or("?".to_string(), |v| v.to_string())),
-        );
+        // Symbolic axes keep their name (the batch axis reads "N"), unknown ones read "?".
+        let declared = shape_text(declared_dims.iter().map(|d| match d {
+            GenericFactoid::Only(t) => t.to_string(),
+            GenericFactoid::Any => "?".to_string(),
+        }));
         let want = &card.input.shape;
         let agrees = dims.len() == want.len()
             && dims

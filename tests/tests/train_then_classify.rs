@@ -60,12 +60,13 @@ fn edge_classify_equals_trainer_eval() {
         std::fs::copy(&s.path, data.join(s.path.file_name().unwrap())).unwrap();
     }
 
+    let model = out.join("model.onnx");
     let per_image = work.path().join("eval.csv");
     let eval_args = [
         "histoscreen-train",
         "eval",
         "--model",
-        out.join("model.onnx").to_str().unwrap(),
+        model.to_str().unwrap(),
         "--data",
         data.to_str().unwrap(),
         "--per-image",
@@ -84,7 +85,7 @@ fn edge_classify_equals_trainer_eval() {
         "histoscreen-edge",
         "classify",
         "--model",
-        out.join("model.onnx").to_str().unwrap(),
+        model.to_str().unwrap(),
         "--format",
         "csv",
         "--out",

@@ -19,7 +19,11 @@ use crate::onnx_export::{
 
 fn array<const D: usize>(t: &Tensor<D>) -> Array {
     let shape = t.dims().to_vec();
-    let data: Vec<f32> = t.to_data().convert::<f32>().to_vec().expect("f32 weights");
+    let data: Vec<f32> = t
+        .to_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 weights");
     Array { shape, data }
 }
 

@@ -122,7 +122,10 @@ pub fn predict(
     let mut out = Vec::with_capacity(views.len());
     for chunk in views.chunks(batch.max(1)) {
         let probs = softmax(model.forward(batch_tensor(chunk, device)), 1);
-        let v: Vec<f32> = probs.into_data().to_vec().expect("f32 probabilities");
+        let v: Vec<f32> = probs
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 probabilities");
         out.extend(v.chunks(2).map(|p| p[1]));
     }
     out
@@ -248,7 +251,7 @@ pub fn fit(
                 .clone()
                 .inner()
                 .into_data()
-                .to_vec()
+                .try_to_vec::<f32>()
                 .expect("f32 logits");
             correct += preds
                 .chunks(2)

@@ -96,7 +96,9 @@ pub fn load_pretrained(model: &mut AlexNet, path: &Path) -> Result<LoadReport> {
                 .with_from_adapter(PyTorchToBurnAdapter)
                 .map_indices_contiguous(true)
                 .with_regex(wanted(head))
-                .allow_partial(true);
+                .allow_partial(true)
+                // Shape errors come back in the result so they can be reported as a misfit.
+                .validate(false);
             model
                 .load_from(&mut store)
                 .map_err(|e| anyhow!("{}: cannot read safetensors weights: {e}", path.display()))?
@@ -105,7 +107,9 @@ pub fn load_pretrained(model: &mut AlexNet, path: &Path) -> Result<LoadReport> {
             let mut store = PytorchStore::from_file(path)
                 .map_indices_contiguous(true)
                 .with_regex(wanted(head))
-                .allow_partial(true);
+                .allow_partial(true)
+                // Shape errors come back in the result so they can be reported as a misfit.
+                .validate(false);
             model
                 .load_from(&mut store)
                 .map_err(|e| anyhow!("{}: cannot read PyTorch weights: {e}", path.display()))?

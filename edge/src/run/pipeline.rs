@@ -153,6 +153,8 @@ fn drive(
         let frame = match rx.recv_timeout(POLL) {
             Ok(f) => f,
             Err(RecvTimeoutError::Timeout) => continue,
+            // The capture thread also stops on a signal, and may be first to see it.
+            Err(RecvTimeoutError::Disconnected) if stop.is_requested() => break StopReason::Signal,
             Err(RecvTimeoutError::Disconnected) => break StopReason::EndOfSource,
         };
         frames += 1;
