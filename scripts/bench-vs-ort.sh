@@ -124,7 +124,7 @@ need_venv numpy
 # HISTOSCREEN_BENCH_PROFILE=dev reuses a debug build (dependencies, tract
 # included, are opt-level 3 there too) on machines where a release build is slow.
 PROFILE="${HISTOSCREEN_BENCH_PROFILE:-release}"
-(cd "$ROOT" && cargo build --profile "$PROFILE" -p histoscreen-edge --quiet)
+(cd "$ROOT" && cargo build --profile "$PROFILE" --workspace --bins --quiet)
 if [ "$PROFILE" = dev ]; then EDGE="$ROOT/target/debug/histoscreen-edge"; else EDGE="$ROOT/target/$PROFILE/histoscreen-edge"; fi
 
 WORK="$(mktemp -d)"

@@ -60,8 +60,10 @@ pub struct TrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    #[arg(long, default_value_t = 0.001)]
-    pub lr: f64,
+    /// Learning rate [default: 0.001 for the classic head (the seed), 0.01 for the compact
+    /// head, whose few fresh weights learn too slowly at the seed's rate]
+    #[arg(long)]
+    pub lr: Option<f64>,
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
     #[arg(long, default_value_t = 5e-4)]

@@ -16,6 +16,7 @@ use crate::eval::{self, Evaluation};
 use crate::export::{self, CardInfo};
 use crate::images::{self, LoadedImage};
 use crate::metrics::Metrics;
+use crate::model::Head;
 use crate::settings;
 use crate::split::{self, Split};
 use crate::train::{self, EpochLog, TrainConfig};
@@ -214,7 +215,10 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
     let config = TrainConfig {
         epochs: args.epochs,
         batch: args.batch,
-        lr: args.lr,
+        lr: args.lr.unwrap_or(match args.head {
+            Head::Classic => 0.001,
+            Head::Compact => 0.01,
+        }),
         momentum: args.momentum,
         weight_decay: args.weight_decay,
         schedule: args.schedule,

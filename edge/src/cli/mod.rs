@@ -37,7 +37,7 @@ enum Command {
     /// Classify the bundled BreakHis samples and show what the rig would signal.
     Demo(demo::DemoArgs),
     /// Screen live: camera or replayed images -> model -> GPIO signals + event log.
-    Run(crate::run::RunArgs),
+    Run(Box<crate::run::RunArgs>),
 }
 
 /// Parse `args` (program name first) and run; returns the process exit code.
