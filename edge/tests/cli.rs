@@ -163,3 +163,22 @@ fn usage_errors_exit_2() {
     let (code, _) = cli(&["classify"]);
     assert_eq!(code, 2);
 }
+
+/// The README's first command: the bundled model, its card and the samples ship together, and
+/// the checksum in the card is the committed file's.
+#[test]
+fn demo_runs_with_the_bundled_default_model() {
+    let default = histoscreen_edge::paths::default_model();
+    assert!(default.is_file(), "{} is missing", default.display());
+    let (code, stdout) = cli(&["demo"]);
+    assert_eq!(code, 0, "{stdout}");
+    let sample_lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("SOB_")).collect();
+    assert_eq!(sample_lines.len(), 8, "{stdout}");
+    for line in sample_lines {
+        let p: f32 = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("p=").and_then(|v| v.parse().ok()))
+            .unwrap_or_else(|| panic!("no p= in {line}"));
+        assert!((0.0..=1.0).contains(&p), "{line}");
+    }
+}

@@ -87,6 +87,12 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         "{right}/{decided} decided samples agree with the BreakHis label ({} uncertain or unlabelled)\n",
         samples.len() - decided
     ));
+    if args.model.is_none() {
+        // The bundled model learnt from every shared patient, these samples' included.
+        text.push_str(
+            "(the bundled model was trained on these samples' patients; its figures on unseen patients are in models/README.md)\n",
+        );
+    }
     super::emit(None, text.as_bytes(), out)?;
     Ok(0)
 }
