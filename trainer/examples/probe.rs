@@ -8,7 +8,7 @@
 //! pooled (256), each standardised on the training fold; L2-regularised logistic regression by
 //! full-batch gradient descent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use burn::tensor::Tensor;
@@ -55,12 +55,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let patients: BTreeMap<String, Class> = imgs
-        .iter()
-        .map(|x| (x.sample.patient.clone(), x.sample.class))
-        .collect();
-    let refs: BTreeMap<&str, Class> = patients.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-    let splits = split::kfold(&refs, folds, seed)?;
+    let splits = split::kfold(&ds.patients(), folds, seed)?;
     for (name, feats) in [("pool5 flat 9216", &flat), ("GAP 256", &gap)] {
         for l2 in [1e-3f32, 1e-2, 1e-1] {
             let mut scored = Vec::new();
@@ -172,7 +167,6 @@ fn fit(feats: &[Vec<f32>], rows: &[usize], y: &dyn Fn(usize) -> f32, l2: f32) ->
         }
         p.b -= lr * gb;
     }
-    // Predictions take raw features: fold the standardisation into predict().
     p
 }
 

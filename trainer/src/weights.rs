@@ -21,18 +21,10 @@ pub struct LoadReport {
 
 impl LoadReport {
     pub fn describe(&self) -> String {
-        let convs = self
-            .loaded
-            .iter()
-            .filter(|k| k.starts_with("features."))
-            .count()
-            / 2;
-        let fcs = self
-            .loaded
-            .iter()
-            .filter(|k| k.starts_with("classifier."))
-            .count()
-            / 2;
+        // A layer is a weight and a bias.
+        let layers =
+            |prefix: &str| self.loaded.iter().filter(|k| k.starts_with(prefix)).count() / 2;
+        let (convs, fcs) = (layers("features."), layers("classifier."));
         let mut fresh: Vec<&str> = self
             .fresh
             .iter()
