@@ -21,7 +21,8 @@ OUT=${OUT:-$(mktemp -d -t histoscreen-soak.XXXXXX)}
 mkdir -p "$OUT"
 
 if [[ -z "${BIN:-}" ]]; then
-  cargo build -q -p histoscreen-edge --bin histoscreen-edge
+  # The workspace build shares its dependency builds with `cargo test --workspace`.
+  cargo build -q --workspace --bins
   BIN=target/debug/histoscreen-edge
 fi
 

@@ -62,6 +62,17 @@ pub struct Prediction {
     pub infer_ms: f64,
 }
 
+/// One node's share of an inference, from [`Model::profile`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OpTime {
+    /// Node name in the optimised graph (from the ONNX node it came from).
+    pub node: String,
+    /// tract's description of the op, including the kernel it selected.
+    pub op: String,
+    /// Milliseconds per run.
+    pub ms: f64,
+}
+
 /// A session plus the input tensor it is fed from, reused across runs.
 struct Runner {
     state: TypedSimpleState,
@@ -286,6 +297,60 @@ impl Model {
             preprocess_ms,
             infer_ms,
         })
+    }
+
+    /// Time spent in each node of the optimised plan, averaged over `runs` runs of one zero
+    /// batch, slowest first: where the milliseconds of an inference go, in tract's own op names
+    /// (which also name the matmul kernel it packed for).
+    pub fn profile(&self, runs: usize) -> Result<Vec<OpTime>, EdgeError> {
+        use tract_onnx::tract_core::internal::OpState;
+        use tract_onnx::tract_core::plan::{eval, EvalContext};
+
+        let fail = |e: TractError| {
+            EdgeError::Inference(format!("{}: {}", self.path.display(), one_line(e)))
+        };
+        let runs = runs.max(1);
+        let input = Tensor::zero::<f32>(&self.input_shape).map_err(fail)?;
+        let mut totals: Vec<OpTime> = Vec::new();
+        let mut index = std::collections::HashMap::<usize, usize>::new();
+        let mut runner = self
+            .runner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for _ in 0..runs {
+            runner
+                .state
+                .run_plan_with_eval(
+                    tvec![input.clone().into_tvalue()],
+                    |ctx: &EvalContext,
+                     state: Option<&mut (dyn OpState + 'static)>,
+                     node: &TypedNode,
+                     inputs: TVec<TValue>| {
+                        let t = Instant::now();
+                        let out = eval(ctx, state, node, inputs);
+                        let ms = t.elapsed().as_secs_f64() * 1e3;
+                        let slot = *index.entry(node.id).or_insert_with(|| {
+                            totals.push(OpTime {
+                                node: node.name.clone(),
+                                op: std::iter::once(node.op.name().to_string())
+                                    .chain(node.op.info().unwrap_or_default())
+                                    .collect::<Vec<_>>()
+                                    .join(" | "),
+                                ms: 0.0,
+                            });
+                            totals.len() - 1
+                        });
+                        totals[slot].ms += ms;
+                        out
+                    },
+                )
+                .map_err(fail)?;
+        }
+        for t in &mut totals {
+            t.ms /= runs as f64;
+        }
+        totals.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(totals)
     }
 
     fn check_len(&self, len: usize, n: usize) -> Result<(), EdgeError> {

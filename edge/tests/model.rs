@@ -203,3 +203,21 @@ fn card_round_trips_and_labels() {
         "{err}"
     );
 }
+
+#[test]
+fn profile_times_every_node_and_leaves_the_model_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::load(&tiny(dir.path())).unwrap();
+    let img = load_image(&common::benign_png()).unwrap();
+    let before = model.predict(&preprocess(&img)).unwrap();
+    let ops = model.profile(3).unwrap();
+    assert!(!ops.is_empty());
+    // Slowest first, every entry named, times non-negative and finite.
+    assert!(ops.windows(2).all(|w| w[0].ms >= w[1].ms), "{ops:?}");
+    assert!(ops
+        .iter()
+        .all(|o| !o.node.is_empty() && !o.op.is_empty() && o.ms.is_finite() && o.ms >= 0.0));
+    assert!(ops.iter().map(|o| o.ms).sum::<f64>() > 0.0);
+    // Profiling runs the same session: a later prediction is unchanged.
+    assert_eq!(model.predict(&preprocess(&img)).unwrap(), before);
+}

@@ -388,6 +388,17 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
         &args.out.join("report.json"),
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
+    // Only now, with model and report.json safe: a plot that fails is a warning, and only an
+    // output folder that can no longer be written fails the run.
+    let files = crate::report::write_report(&report, &args.out)?;
+    tracing::info!(
+        "report: {}",
+        files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     print_summary(&report, &args.out);
     Ok(report)
 }

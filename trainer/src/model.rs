@@ -147,15 +147,22 @@ impl AlexNet {
                 }
                 x
             }
-            Head::Compact => {
-                let [n, c, _, _] = f.dims();
-                let x: Tensor<2> = f.mean_dim(3).mean_dim(2).reshape([n, c]);
-                // No dropout on the 256 pooled features: with so few inputs it starved the
-                // head (train accuracy stalled near 0.7 on the shared data).
-                let x = relu(self.compact[0].forward(x));
-                self.compact[1].forward(self.dropout.forward(x))
-            }
+            Head::Compact => self.forward_compact(Self::pool_features(f)),
         }
+    }
+
+    /// Global average pool: `[N, 256, 6, 6]` to `[N, 256]`, the compact head's input.
+    pub fn pool_features(f: Tensor<4>) -> Tensor<2> {
+        let [n, c, _, _] = f.dims();
+        f.mean_dim(3).mean_dim(2).reshape([n, c])
+    }
+
+    /// Logits `[N, 2]` of the compact head from pooled features.
+    pub fn forward_compact(&self, x: Tensor<2>) -> Tensor<2> {
+        // No dropout on the 256 pooled features: with so few inputs it starved the head
+        // (train accuracy stalled near 0.7 on the shared data).
+        let x = relu(self.compact[0].forward(x));
+        self.compact[1].forward(self.dropout.forward(x))
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

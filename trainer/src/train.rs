@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::Augment;
+use crate::feature_norm::FeatureNorm;
 use crate::images::{batch_tensor, LoadedImage};
 use crate::metrics::{Metrics, Scored};
 use crate::model::{AlexNet, Freeze, Head};
@@ -194,6 +195,17 @@ pub fn fit(
         )
         .init();
 
+    // Measured once on the starting trunk; with fine-tuned convolutions it is simply a fixed
+    // affine map in front of the head.
+    let norm = (model.head() == Head::Compact).then(|| {
+        let views: Vec<&image::RgbImage> = train.iter().map(|x| &x.eval_view).collect();
+        FeatureNorm::measure(&model.valid(), &views, cfg.batch, &device)
+    });
+    let inference = |model: &AlexNet| match &norm {
+        Some(norm) => norm.fold_into(model.valid()),
+        None => model.valid(),
+    };
+
     let weights = class_weights(train, cfg.class_weighting);
     let augment = Augment::default();
     let mut rng = StdRng::seed_from_u64(cfg.seed);
@@ -240,12 +252,19 @@ pub fn fit(
                 .map(|&i| train[i].sample.class.index())
                 .collect();
             let x = batch_tensor(&refs, &ad);
-            let logits = if frozen == 5 {
-                // Run the frozen trunk without autodiff bookkeeping at all.
-                let f = model.valid().forward_features(x.inner());
-                model.forward_head(f.autodiff())
-            } else {
-                model.forward(x)
+            let logits = match (&norm, frozen == 5) {
+                // Run a frozen trunk without autodiff bookkeeping at all.
+                (Some(norm), true) => {
+                    let f = model.valid().forward_features(x.inner());
+                    model.forward_compact(norm.apply(AlexNet::pool_features(f)).autodiff())
+                }
+                (Some(norm), false) => model
+                    .forward_compact(norm.apply(AlexNet::pool_features(model.forward_features(x)))),
+                (None, true) => {
+                    let f = model.valid().forward_features(x.inner());
+                    model.forward_head(f.autodiff())
+                }
+                (None, false) => model.forward(x),
             };
             let preds: Vec<f32> = logits
                 .clone()
@@ -274,10 +293,10 @@ pub fn fit(
         }
         bar.finish_and_clear();
 
+        let valid = inference(&model);
         let (select_loss, select_metrics) = if select.is_empty() {
             (None, None)
         } else {
-            let valid = model.valid();
             let p = predict(&valid, &select_views, cfg.batch, &device);
             let scored: Vec<Scored> = select
                 .iter()
@@ -334,10 +353,10 @@ pub fn fit(
         match select_metrics {
             Some(m) => {
                 if best.as_ref().is_none_or(|(_, b, _)| better(&m, b)) {
-                    best = Some((epoch + 1, m, model.valid()));
+                    best = Some((epoch + 1, m, valid));
                 }
             }
-            None => best = Some((epoch + 1, Metrics::default(), model.valid())),
+            None => best = Some((epoch + 1, Metrics::default(), valid)),
         }
     }
     let (best_epoch, _, model) = best.expect("at least one epoch ran");

@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::error::EdgeError;
-use crate::model::{LoadOptions, Model};
+use crate::model::{LoadOptions, Model, OpTime};
 use crate::{paths, preprocess};
 
 #[derive(Args, Debug)]
@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// other runtimes can be timed on exactly the same input.
     #[arg(long)]
     save_input: Option<PathBuf>,
+    /// Also time every op of the optimised plan (tract's op and kernel names), slowest first.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Latency percentiles in milliseconds.
@@ -67,6 +70,9 @@ pub struct BenchReport {
     pub peak_rss_mib: Option<f64>,
     pub rss_mib: Option<f64>,
     pub p_malignant: f32,
+    /// Per-op time with `--profile`, slowest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<OpTime>,
 }
 
 pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
@@ -132,6 +138,11 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         peak_rss_mib,
         rss_mib,
         p_malignant,
+        ops: if args.profile {
+            model.profile(args.iterations)?
+        } else {
+            Vec::new()
+        },
     };
     if let Some(file) = &args.json {
         let mut text = serde_json::to_string_pretty(&report)
@@ -206,6 +217,23 @@ fn table(r: &BenchReport) -> String {
         mib(r.rss_mib)
     ));
     s.push_str(&format!("p_malignant  {:.4}\n", r.p_malignant));
+    if !r.ops.is_empty() {
+        let total: f64 = r.ops.iter().map(|o| o.ms).sum();
+        s.push_str(&format!(
+            "\nper op (mean of {} profiled runs, {total:.3} ms in all)\n",
+            r.iterations
+        ));
+        for o in &r.ops {
+            // tract's op descriptions can be long; the kernel name is near the front.
+            let op: String = o.op.chars().take(90).collect();
+            s.push_str(&format!(
+                "{:>9.3} ms {:>5.1}%  {:<28} {op}\n",
+                o.ms,
+                100.0 * o.ms / total.max(1e-9),
+                o.node
+            ));
+        }
+    }
     s
 }
 
