@@ -26,8 +26,8 @@
 #                      HS_SKIP_APT=1, with the C toolchain and qemu installed)
 #   HS_MODEL           default models/histoscreen-alexnet-compact.onnx (its .json card beside it)
 #   HS_SAMPLES         default models/samples
-#   HS_X86_BIN         x86 histoscreen-edge to compare with (default: `cargo build -p
-#                      histoscreen-edge`, a no-op after `cargo test --workspace`)
+#   HS_X86_BIN         x86 histoscreen-edge to compare with (default: `cargo build --workspace --bins`,
+#                      almost a no-op after `cargo test --workspace`)
 #   HS_QEMU_CPUS       default "cortex-a72 cortex-a76"
 #   HS_UNIT_CPUS       CPUs the unit tests run under, default "cortex-a76" ("" skips them)
 #   HS_PARITY_TOL      default 1e-4
@@ -228,7 +228,9 @@ x86_build() {
     if [ -n "${HS_X86_BIN:-}" ]; then
         X86_BIN=$HS_X86_BIN
     else
-        cargo build -p histoscreen-edge --bin histoscreen-edge
+        # The whole workspace, as the tests build it: `-p` would resolve other features and
+        # rebuild the tract stack.
+        cargo build --workspace --bins
         X86_BIN=$ROOT/target/debug/histoscreen-edge
     fi
     [ -x "$X86_BIN" ] || die "no x86 binary at $X86_BIN"

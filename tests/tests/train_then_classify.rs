@@ -46,6 +46,8 @@ fn edge_classify_equals_trainer_eval() {
         "1",
         "--val-fraction",
         "0",
+        "--feature-views",
+        "1",
         "--quiet",
     ];
     std::env::set_var("HISTOSCREEN_SHARED", shared());

@@ -4,6 +4,8 @@
 //!
 //!   cargo run --example probe -- [DATA] [WEIGHTS] [FOLDS] [SEED]
 //!
+//! `PROBE_GAP_ONLY=1` skips the slower probe on the 9216 flattened features.
+//!
 //! Features: centre-crop view (the device's input), pool5 flattened (9216) and global-average
 //! pooled (256), each standardised on the training fold; L2-regularised logistic regression by
 //! full-batch gradient descent.
@@ -40,8 +42,27 @@ fn main() -> anyhow::Result<()> {
 
     let mut flat: Vec<Vec<f32>> = Vec::new();
     let mut gap: Vec<Vec<f32>> = Vec::new();
+    let mut gap345: Vec<Vec<f32>> = Vec::new();
+    let mut gap_all: Vec<Vec<f32>> = Vec::new();
     for chunk in imgs.chunks(32) {
         let views: Vec<_> = chunk.iter().map(|x| &x.eval_view).collect();
+        let levels: Vec<Vec<f32>> = model
+            .pooled_levels(batch_tensor(&views, &device))
+            .into_iter()
+            .map(|t| t.into_data().try_to_vec::<f32>().expect("f32"))
+            .collect();
+        for i in 0..chunk.len() {
+            let row = |l: &[usize]| -> Vec<f32> {
+                l.iter()
+                    .flat_map(|&k| {
+                        let c = levels[k].len() / chunk.len();
+                        levels[k][i * c..(i + 1) * c].to_vec()
+                    })
+                    .collect()
+            };
+            gap345.push(row(&[2, 3, 4]));
+            gap_all.push(row(&[0, 1, 2, 3, 4]));
+        }
         let f: Tensor<4> = model.forward_features(batch_tensor(&views, &device));
         let [n, c, h, w] = f.dims();
         let v: Vec<f32> = f.into_data().try_to_vec::<f32>().expect("f32");
@@ -56,22 +77,35 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let splits = split::kfold(&ds.patients(), folds, seed)?;
-    for (name, feats) in [("pool5 flat 9216", &flat), ("GAP 256", &gap)] {
+    let only_gap = std::env::var_os("PROBE_GAP_ONLY").is_some();
+    for (name, feats) in [
+        ("pool5 flat 9216", &flat),
+        ("GAP 256", &gap),
+        ("GAP conv3-5 896", &gap345),
+        ("GAP conv1-5 1152", &gap_all),
+    ] {
+        if only_gap && name == "pool5 flat 9216" {
+            continue;
+        }
         for l2 in [1e-3f32, 1e-2, 1e-1] {
             let mut scored = Vec::new();
+            let mut per_fold: Vec<Metrics> = Vec::new();
             for s in &splits {
                 let test: BTreeSet<&str> = s.test.iter().map(String::as_str).collect();
                 let (tr, te): (Vec<usize>, Vec<usize>) =
                     (0..imgs.len()).partition(|&i| !test.contains(imgs[i].sample.patient.as_str()));
                 let y = |i: usize| (imgs[i].sample.class == Class::Malignant) as u8 as f32;
                 let w = fit(feats, &tr, &y, l2);
-                for &i in &te {
-                    scored.push(Scored {
+                let fold: Vec<Scored> = te
+                    .iter()
+                    .map(|&i| Scored {
                         patient: imgs[i].sample.patient.clone(),
                         malignant: y(i) > 0.5,
                         p_malignant: w.predict(&feats[i]),
-                    });
-                }
+                    })
+                    .collect();
+                per_fold.push(Metrics::compute(&fold, 0.5));
+                scored.extend(fold);
             }
             let m = Metrics::compute(&scored, 0.5);
             println!(
@@ -79,6 +113,22 @@ fn main() -> anyhow::Result<()> {
                 m.balanced_accuracy,
                 m.roc_auc.unwrap_or(f64::NAN),
                 m.patient_accuracy
+            );
+            // The trainer's table reports the mean and sd over folds: the same here.
+            let stat = |f: fn(&Metrics) -> f64| {
+                let v: Vec<f64> = per_fold.iter().map(f).collect();
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                let var =
+                    v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
+                format!("{mean:.3} ± {:.3}", var.sqrt())
+            };
+            println!(
+                "{:16} {:9} per-fold mean: balanced {} patient-level {} AUC {}",
+                "",
+                "",
+                stat(|m| m.balanced_accuracy),
+                stat(|m| m.patient_accuracy),
+                stat(|m| m.roc_auc.unwrap_or(f64::NAN))
             );
         }
     }

@@ -9,27 +9,39 @@ use serde::Serialize;
 use serde_json::json;
 
 use histoscreen_edge::fsutil::write_atomic;
+use histoscreen_edge::run::shutdown::StopFlag;
 
+use crate::checkpoint::{Checkpointer, Completed};
 use crate::cli::{Cli, Command, DataArgs, EvalArgs, TrainArgs};
 use crate::dataset::{Dataset, Rejected, Sample, Summary};
 use crate::eval::{self, Evaluation};
 use crate::export::{self, CardInfo};
+use crate::feature_bank::FeatureBank;
 use crate::images::{self, LoadedImage};
 use crate::metrics::Metrics;
-use crate::model::Head;
+use crate::model::{Freeze, Head};
 use crate::settings;
 use crate::split::{self, Split};
-use crate::train::{self, EpochLog, TrainConfig};
+use crate::train::{self, Checkpointing, EpochLog, TrainConfig};
 
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs one subcommand; returns the process exit code for outcomes that are not errors.
+pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Train(args) => train_command(&args, !cli.quiet).map(|_| ()),
+        Command::Train(args) => {
+            let stop = StopFlag::new();
+            stop.on_signals()?;
+            train_command(&args, !cli.quiet, stop).map(|_| 0)
+        }
         Command::Eval(args) => {
             let evaluation = eval_command(&args)?;
             println!("{}", serde_json::to_string_pretty(&evaluation)?);
-            Ok(())
+            Ok(0)
         }
-        Command::Download(args) => crate::download::run(&args),
+        Command::Download(args) => crate::download::run(&args).map(|_| 0),
+        Command::Predict(args) => {
+            let failed = crate::predict::predict_command(&args, &mut std::io::stdout().lock())?;
+            Ok(if failed > 0 { 2 } else { 0 })
+        }
     }
 }
 
@@ -66,7 +78,7 @@ pub fn eval_command(args: &EvalArgs) -> Result<Evaluation> {
 
 /// One patient-disjoint run: fit on `split.train` minus the selection patients, choose the
 /// epoch on the selection patients, score `split.test` through the exported ONNX.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FoldReport {
     pub fold: usize,
     pub train_patients: Vec<String>,
@@ -172,8 +184,28 @@ fn card_info(
     }
 }
 
-/// Trains as asked and writes `model.onnx`, `model.json`, `report.json` into `--out`.
-pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
+/// Everything that decides a training result, hashed: `--resume` refuses a checkpoint made
+/// with anything else.
+fn fingerprint(args: &TrainArgs, config: &TrainConfig, images: &[LoadedImage]) -> Result<String> {
+    let files: Vec<String> = images
+        .iter()
+        .map(|x| x.sample.path.display().to_string())
+        .collect();
+    let v = json!({
+        "config": config,
+        "folds": args.folds,
+        "val_fraction": args.val_fraction,
+        "select_fraction": args.select_fraction,
+        "threshold": args.threshold,
+        "uncertain_band": args.uncertain_band,
+        "images": files,
+    });
+    Ok(export::sha256_hex(&serde_json::to_vec(&v)?))
+}
+
+/// Trains as asked and writes `model.onnx`, `model.json`, `report.json` into `--out`; a
+/// checkpoint in `--out/checkpoint` after every epoch and when `stop` is raised.
+pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result<TrainReport> {
     let started = Instant::now();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create output folder", args.out.display()))?;
@@ -220,15 +252,54 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
             Head::Compact => 0.01,
         }),
         momentum: args.momentum,
-        weight_decay: args.weight_decay,
+        weight_decay: args.weight_decay.unwrap_or(match args.head {
+            Head::Classic => 5e-4,
+            Head::Compact => 0.05,
+        }),
         schedule: args.schedule,
         seed: args.seed,
         head: args.head,
+        hidden: args.hidden,
         freeze: args.freeze,
         class_weighting: !args.no_class_weighting,
         augment: !args.no_augment,
+        feature_views: args.feature_views,
         pretrained: pretrained.clone(),
     };
+    let mut checkpointer = Checkpointer::open(
+        &args.out,
+        fingerprint(args, &config, &images)?,
+        args.head,
+        args.hidden,
+        args.resume,
+        stop,
+    )?;
+    // The frozen trunk's output never changes: run it once over every image and view.
+    let bank = (config.freeze == Freeze::Features
+        && config.head == Head::Compact
+        && config.feature_views > 0)
+        .then(|| {
+            let device = train::device();
+            let mut trunk = crate::model::AlexNet::new(Head::Compact, &device);
+            if let Some(p) = &pretrained {
+                crate::weights::load_pretrained(&mut trunk, p)?;
+            }
+            let views = if config.augment {
+                config.feature_views
+            } else {
+                0
+            };
+            anyhow::Ok(FeatureBank::build(
+                &trunk,
+                &images,
+                views,
+                config.seed,
+                config.batch,
+                &device,
+                progress,
+            ))
+        })
+        .transpose()?;
     let all_patients: BTreeMap<String, crate::dataset::Class> = images
         .iter()
         .map(|x| (x.sample.patient.clone(), x.sample.class))
@@ -258,6 +329,19 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
             args.select_fraction,
             args.seed.wrapping_add(1000 + i as u64),
         )?;
+        if let Some(done) = checkpointer.completed(i) {
+            tracing::info!(
+                "run {}/{}: finished before the interruption",
+                i + 1,
+                outer.len()
+            );
+            let mut report = done.report.clone();
+            if let Some(t) = report.test.as_mut() {
+                t.results = done.results.clone();
+            }
+            runs.push(report);
+            continue;
+        }
         let fit_set = by_patients(&images, &inner.train);
         let select_set = by_patients(&images, &inner.test);
         let test_set = by_patients(&images, &outer_split.test);
@@ -274,7 +358,17 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
         );
         let mut cfg = config.clone();
         cfg.seed = args.seed.wrapping_add(i as u64);
-        let fitted = train::fit(&cfg, &fit_set, &select_set, progress)?;
+        let fitted = train::fit(
+            &cfg,
+            &fit_set,
+            &select_set,
+            progress,
+            bank.as_ref(),
+            Some(Checkpointing {
+                checkpointer: &mut checkpointer,
+                run: i,
+            }),
+        )?;
         pretrained_note = fitted.pretrained.as_ref().map(|r| r.describe());
         let onnx_path = if args.folds.is_some() {
             std::fs::create_dir_all(&scratch)?;
@@ -293,14 +387,14 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
             tracing::info!(
                 "run {}: test patients {}: accuracy {:.3}, balanced {:.3}, patient-level {:.3}, AUC {:.3}",
                 i + 1,
-                t.patients,
+                t.metrics.patients,
                 t.metrics.accuracy,
                 t.metrics.balanced_accuracy,
                 t.metrics.patient_accuracy,
                 t.metrics.roc_auc.unwrap_or(f64::NAN)
             );
         }
-        runs.push(FoldReport {
+        let report = FoldReport {
             fold: i + 1,
             train_patients: inner.train,
             select_patients: inner.test,
@@ -308,7 +402,16 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
             best_epoch: fitted.best_epoch,
             history: fitted.history,
             test,
-        });
+        };
+        checkpointer.complete_run(Completed {
+            results: report
+                .test
+                .as_ref()
+                .map(|t| t.results.clone())
+                .unwrap_or_default(),
+            report: report.clone(),
+        })?;
+        runs.push(report);
     }
     let summary_metrics = summarise(&runs);
 
@@ -326,7 +429,17 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
             refs.len(),
             all_patients.len()
         );
-        let fitted = train::fit(&cfg, &refs, &[], progress)?;
+        let fitted = train::fit(
+            &cfg,
+            &refs,
+            &[],
+            progress,
+            bank.as_ref(),
+            Some(Checkpointing {
+                checkpointer: &mut checkpointer,
+                run: outer.len(),
+            }),
+        )?;
         pretrained_note = fitted.pretrained.as_ref().map(|r| r.describe());
         let training = json!({"trained_on": "all patients", "epochs": e});
         export_and_evaluate(
@@ -391,6 +504,7 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
     // Only now, with model and report.json safe: a plot that fails is a warning, and only an
     // output folder that can no longer be written fails the run.
     let files = crate::report::write_report(&report, &args.out)?;
+    checkpointer.finish()?;
     tracing::info!(
         "report: {}",
         files
@@ -404,27 +518,30 @@ pub fn train_command(args: &TrainArgs, progress: bool) -> Result<TrainReport> {
 }
 
 fn print_summary(report: &TrainReport, out: &Path) {
+    // A spread over one run would read as certainty it does not have.
+    let several = report.runs.len() > 1;
     let pm = |k: &str| {
-        report
+        let (m, sd) = report
             .summary
             .get(k)
             .copied()
-            .unwrap_or((f64::NAN, f64::NAN))
+            .unwrap_or((f64::NAN, f64::NAN));
+        if several {
+            format!("{m:.3}±{sd:.3}")
+        } else {
+            format!("{m:.3}")
+        }
     };
     eprintln!("wrote {}", out.join("model.onnx").display());
     if report.runs.iter().any(|r| r.test.is_some()) {
         eprintln!(
-            "held-out patients ({} run(s), split seed {}): accuracy {:.3}±{:.3}  balanced {:.3}±{:.3}  patient-level {:.3}±{:.3}  AUC {:.3}±{:.3}",
+            "held-out patients ({} run(s), split seed {}): accuracy {}  balanced {}  patient-level {}  AUC {}",
             report.runs.len(),
             report.split_seed,
-            pm("accuracy").0,
-            pm("accuracy").1,
-            pm("balanced_accuracy").0,
-            pm("balanced_accuracy").1,
-            pm("patient_accuracy").0,
-            pm("patient_accuracy").1,
-            pm("roc_auc").0,
-            pm("roc_auc").1
+            pm("accuracy"),
+            pm("balanced_accuracy"),
+            pm("patient_accuracy"),
+            pm("roc_auc"),
         );
     }
 }

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const CLASSES: [&str; 2] = ["benign", "malignant"];
 
@@ -92,7 +92,7 @@ pub fn parse_name(file_name: &str) -> Result<Sample, String> {
 }
 
 /// A file that looked like an image but cannot be used, with the reason.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rejected {
     pub path: PathBuf,
     pub reason: String,

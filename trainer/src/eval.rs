@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use histoscreen_edge::model::{LoadOptions, Model};
 use histoscreen_edge::preprocess;
@@ -13,7 +13,7 @@ use histoscreen_edge::preprocess;
 use crate::dataset::{Rejected, Sample};
 use crate::metrics::{Metrics, Scored};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageResult {
     pub path: String,
     pub patient: String,
@@ -33,11 +33,10 @@ impl ImageResult {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Evaluation {
     pub model: String,
-    pub images: usize,
-    pub patients: usize,
+    /// Flattened: `images` and `patients` counts sit beside the other figures.
     #[serde(flatten)]
     pub metrics: Metrics,
     pub per_magnification: BTreeMap<String, Metrics>,
@@ -115,8 +114,6 @@ pub fn evaluate(model: &Model, samples: &[&Sample]) -> Evaluation {
     let metrics = Metrics::compute(&scored, threshold);
     Evaluation {
         model: model.path().display().to_string(),
-        images: metrics.images,
-        patients: metrics.patients,
         per_magnification: grouped(&results, |r| format!("{}X", r.magnification), threshold),
         per_subtype: grouped(&results, |r| r.subtype.clone(), threshold),
         metrics,

@@ -64,9 +64,16 @@ pub fn weights_of(model: &AlexNet) -> AlexNetWeights {
             fc7: dense(&model.classifier[1]),
             fc8: dense(&model.classifier[2]),
         },
-        Head::Compact => HeadWeights::Compact {
-            hidden: Some(dense(&model.compact[0])),
-            out: dense(&model.compact[1]),
+        Head::Compact => match model.compact.as_slice() {
+            [out] => HeadWeights::Compact {
+                hidden: None,
+                out: dense(out),
+            },
+            [hidden, out] => HeadWeights::Compact {
+                hidden: Some(dense(hidden)),
+                out: dense(out),
+            },
+            _ => unreachable!("the compact head has one or two layers"),
         },
     };
     AlexNetWeights { features, head }

@@ -12,7 +12,7 @@ use image::RgbImage;
 use crate::images::batch_tensor;
 use crate::model::AlexNet;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureNorm {
     pub mean: Vec<f32>,
     pub inv_std: Vec<f32>,
@@ -35,17 +35,18 @@ impl FeatureNorm {
         Self::from_rows(&rows)
     }
 
-    fn from_rows(rows: &[Vec<f32>]) -> Self {
-        let c = rows.first().map_or(0, Vec::len);
+    /// Per-channel mean and inverse standard deviation of pooled feature rows.
+    pub fn from_rows<R: AsRef<[f32]>>(rows: &[R]) -> Self {
+        let c = rows.first().map_or(0, |r| r.as_ref().len());
         let n = rows.len().max(1) as f64;
         let mut mean = vec![0f64; c];
-        for r in rows {
+        for r in rows.iter().map(AsRef::as_ref) {
             for (m, &x) in mean.iter_mut().zip(r) {
                 *m += x as f64 / n;
             }
         }
         let mut var = vec![0f64; c];
-        for r in rows {
+        for r in rows.iter().map(AsRef::as_ref) {
             for ((v, &x), &m) in var.iter_mut().zip(r).zip(&mean) {
                 *v += (x as f64 - m).powi(2) / n;
             }

@@ -2,17 +2,20 @@
 //! never saw, and exports ONNX models for `histoscreen-edge`.
 
 pub mod augment;
+pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod dataset;
 pub mod download;
 pub mod eval;
 pub mod export;
+pub mod feature_bank;
 pub mod feature_norm;
 pub mod images;
 pub mod metrics;
 pub mod model;
 pub mod onnx_export;
+pub mod predict;
 pub mod report;
 pub mod settings;
 pub mod split;
@@ -35,7 +38,11 @@ where
     };
     init_logging(cli.quiet);
     match commands::run(cli) {
-        Ok(()) => 0,
+        Ok(code) => code,
+        Err(e) if e.is::<checkpoint::Interrupted>() => {
+            eprintln!("histoscreen-train: {e}");
+            130
+        }
         Err(e) => {
             eprintln!("histoscreen-train: {}", one_line(&e));
             1

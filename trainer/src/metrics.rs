@@ -17,18 +17,29 @@ pub struct Metrics {
     pub images: usize,
     pub patients: usize,
     pub threshold: f32,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub accuracy: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub balanced_accuracy: f64,
     /// Recall of malignant images.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub sensitivity: f64,
     /// Recall of benign images.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub specificity: f64,
     /// `None` when only one class is present.
     pub roc_auc: Option<f64>,
     /// `[[true benign, benign called malignant], [malignant called benign, true malignant]]`.
     pub confusion: [[usize; 2]; 2],
     /// Mean over patients of the fraction of their images classified correctly.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub patient_accuracy: f64,
+}
+
+/// JSON has no NaN: serde_json writes an undefined figure (a class absent from a fold) as
+/// `null`, and this reads it back.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 fn ratio(a: usize, b: usize) -> f64 {

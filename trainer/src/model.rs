@@ -71,7 +71,14 @@ pub struct AlexNet {
 }
 
 impl AlexNet {
+    /// The compact head with its default hidden width ([`COMPACT_HIDDEN`]).
     pub fn new(head: Head, device: &Device) -> AlexNet {
+        Self::with_hidden(head, COMPACT_HIDDEN, device)
+    }
+
+    /// `hidden` is the compact head's hidden width; 0 makes it linear (256 -> 2). The classic
+    /// head ignores it.
+    pub fn with_hidden(head: Head, hidden: usize, device: &Device) -> AlexNet {
         let mut in_ch = 3;
         let features = CONVS
             .iter()
@@ -94,11 +101,15 @@ impl AlexNet {
                 ],
                 vec![],
             ),
+            Head::Compact if hidden == 0 => (
+                vec![],
+                vec![LinearConfig::new(FEATURE_CHANNELS, 2).init(device)],
+            ),
             Head::Compact => (
                 vec![],
                 vec![
-                    LinearConfig::new(FEATURE_CHANNELS, COMPACT_HIDDEN).init(device),
-                    LinearConfig::new(COMPACT_HIDDEN, 2).init(device),
+                    LinearConfig::new(FEATURE_CHANNELS, hidden).init(device),
+                    LinearConfig::new(hidden, 2).init(device),
                 ],
             ),
         };
@@ -108,6 +119,14 @@ impl AlexNet {
             compact,
             pool: MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init(),
             dropout: DropoutConfig::new(0.5).init(),
+        }
+    }
+
+    /// Hidden width of the compact head (0: linear); 0 for the classic head.
+    pub fn compact_hidden(&self) -> usize {
+        match self.compact.as_slice() {
+            [first, _] => first.weight.dims()[1],
+            _ => 0,
         }
     }
 
@@ -130,6 +149,21 @@ impl AlexNet {
             }
         }
         x
+    }
+
+    /// Global-average-pooled output of every convolution (after its ReLU), `[N, channels]`
+    /// each: mid-level texture features next to the last layer's.
+    pub fn pooled_levels(&self, x: Tensor<4>) -> Vec<Tensor<2>> {
+        let mut x = x;
+        let mut out = Vec::with_capacity(self.features.len());
+        for (i, conv) in self.features.iter().enumerate() {
+            x = relu(conv.forward(x));
+            out.push(Self::pool_features(x.clone()));
+            if matches!(i, 0 | 1 | 4) {
+                x = self.pool.forward(x);
+            }
+        }
+        out
     }
 
     /// Logits `[N, 2]` from a feature map.
@@ -161,8 +195,11 @@ impl AlexNet {
     pub fn forward_compact(&self, x: Tensor<2>) -> Tensor<2> {
         // No dropout on the 256 pooled features: with so few inputs it starved the head
         // (train accuracy stalled near 0.7 on the shared data).
-        let x = relu(self.compact[0].forward(x));
-        self.compact[1].forward(self.dropout.forward(x))
+        match self.compact.as_slice() {
+            [linear] => linear.forward(x),
+            [hidden, out] => out.forward(self.dropout.forward(relu(hidden.forward(x)))),
+            _ => unreachable!("the compact head has one or two layers"),
+        }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

@@ -282,23 +282,30 @@ pub fn kfold_table_markdown(report: &TrainReport) -> String {
 }
 
 fn protocol(report: &TrainReport) -> String {
+    let selection = if report.select_fraction > 0.0 {
+        format!(
+            "{:.0}% of the training patients (the *selection* patients) chose the epoch",
+            report.select_fraction * 100.0
+        )
+    } else {
+        format!(
+            "no epoch was chosen: every run trained for the fixed {} epochs",
+            report.config.epochs
+        )
+    };
     match report.folds {
         Some(k) => format!(
             "{k}-fold cross-validation by patient: each patient is tested exactly once, by a \
-             model that never saw any of their images. Within each fold a further {:.0}% of the \
-             training patients (the *selection* patients) chose the epoch; the exported \
-             `model.onnx` was then trained on every patient.",
-            report.select_fraction * 100.0
+             model that never saw any of their images. Within each fold {selection}; the \
+             exported `model.onnx` was then trained on every patient."
         ),
         None if report.runs.is_empty() => {
             "none: every patient was used for training, nothing was held out.".to_string()
         }
         None => format!(
-            "hold-out of {:.0}% of the patients for testing; {:.0}% of the remaining patients \
-             (the *selection* patients) chose the epoch. The exported `model.onnx` is this run's \
-             model.",
+            "hold-out of {:.0}% of the patients for testing; of the others, {selection}. The \
+             exported `model.onnx` is this run's model.",
             report.val_fraction * 100.0,
-            report.select_fraction * 100.0
         ),
     }
 }
@@ -1074,8 +1081,6 @@ mod tests {
         };
         Evaluation {
             model: "fold.onnx".into(),
-            images: metrics.images,
-            patients: metrics.patients,
             per_magnification: grouped(|r| format!("{}X", r.magnification)),
             per_subtype: grouped(|r| r.subtype.clone()),
             metrics,
@@ -1160,9 +1165,11 @@ mod tests {
                 schedule: Schedule::Step,
                 seed: 7,
                 head: Head::Classic,
+                hidden: 0,
                 freeze: Freeze::Features,
                 class_weighting: true,
                 augment: true,
+                feature_views: 0,
                 pretrained: None,
             },
             split_seed: 7,

@@ -15,11 +15,13 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::Augment;
+use crate::checkpoint::{Checkpointer, Interrupted, Progress};
+use crate::feature_bank::FeatureBank;
 use crate::feature_norm::FeatureNorm;
 use crate::images::{batch_tensor, LoadedImage};
 use crate::metrics::{Metrics, Scored};
@@ -47,9 +49,16 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     pub seed: u64,
     pub head: Head,
+    /// Hidden width of the compact head (0: linear).
+    #[serde(default)]
+    pub hidden: usize,
     pub freeze: Freeze,
     pub class_weighting: bool,
     pub augment: bool,
+    /// Augmented views per image whose pooled features are computed once (frozen trunk,
+    /// compact head); 0 augments every step through the trunk instead.
+    #[serde(default)]
+    pub feature_views: usize,
     pub pretrained: Option<PathBuf>,
 }
 
@@ -151,11 +160,113 @@ fn better(a: &Metrics, b: &Metrics) -> bool {
     key(a) > key(b)
 }
 
+/// One run's checkpointing: where to save, and which run of the command this is.
+pub struct Checkpointing<'a> {
+    pub checkpointer: &'a mut Checkpointer,
+    pub run: usize,
+}
+
+/// The epoch's own random stream, so a resumed run replays the same order and augmentations
+/// from any epoch without the state of the epochs before it.
+fn epoch_rng(seed: u64, epoch: usize) -> StdRng {
+    StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+fn progress_bar(show: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} images  {per_sec}  {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    b.set_prefix(format!("{}/{}", epoch + 1, epochs));
+    b
+}
+
+/// Mean negative log-likelihood and metrics of malignant probabilities `p` on `select`.
+fn select_metrics(select: &[&LoadedImage], p: &[f32]) -> (f64, Metrics) {
+    let scored: Vec<Scored> = select
+        .iter()
+        .zip(p)
+        .map(|(x, &p)| Scored {
+            patient: x.sample.patient.clone(),
+            malignant: x.sample.class.index() == 1,
+            p_malignant: p,
+        })
+        .collect();
+    let nll = scored
+        .iter()
+        .map(|s| {
+            -((if s.malignant {
+                s.p_malignant
+            } else {
+                1.0 - s.p_malignant
+            })
+            .max(1e-7) as f64)
+                .ln()
+        })
+        .sum::<f64>()
+        / scored.len() as f64;
+    (nll, Metrics::compute(&scored, 0.5))
+}
+
+/// Logits of one batch through the trunk, augmenting the images on the fly.
+#[allow(clippy::too_many_arguments)]
+fn trunk_logits(
+    model: &AlexNet,
+    cfg: &TrainConfig,
+    train: &[&LoadedImage],
+    chunk: &[usize],
+    seeds: &[u64],
+    norm: &Option<FeatureNorm>,
+    frozen: usize,
+    ad: &Device,
+) -> Tensor<2> {
+    let augment = Augment::default();
+    let views: Vec<image::RgbImage> = chunk
+        .par_iter()
+        .zip(seeds)
+        .map(|(&i, &seed)| {
+            if cfg.augment {
+                augment.apply(&train[i].train_view, &mut StdRng::seed_from_u64(seed))
+            } else {
+                train[i].eval_view.clone()
+            }
+        })
+        .collect();
+    let refs: Vec<&image::RgbImage> = views.iter().collect();
+    let x = batch_tensor(&refs, ad);
+    match (norm, frozen == 5) {
+        // Run a frozen trunk without autodiff bookkeeping at all.
+        (Some(norm), true) => {
+            let f = model.valid().forward_features(x.inner());
+            model.forward_compact(norm.apply(AlexNet::pool_features(f)).autodiff())
+        }
+        (Some(norm), false) => {
+            model.forward_compact(norm.apply(AlexNet::pool_features(model.forward_features(x))))
+        }
+        (None, true) => {
+            let f = model.valid().forward_features(x.inner());
+            model.forward_head(f.autodiff())
+        }
+        (None, false) => model.forward(x),
+    }
+}
+
+/// Trains one run. `bank` (pooled features cached with the frozen trunk) is used when the
+/// trunk is frozen and the head is compact; otherwise images go through the trunk each step.
 pub fn fit(
     cfg: &TrainConfig,
     train: &[&LoadedImage],
     select: &[&LoadedImage],
     progress: bool,
+    bank: Option<&FeatureBank>,
+    mut checkpointing: Option<Checkpointing<'_>>,
 ) -> Result<Fitted> {
     if train.is_empty() {
         bail!("no training images");
@@ -164,8 +275,10 @@ pub fn fit(
         bail!("--batch and --epochs must be at least 1");
     }
     let device = device();
+    // Initialisation of the fresh layers is then the same on every run with this seed.
+    device.seed(cfg.seed);
     let ad = device.clone().autodiff();
-    let mut model = AlexNet::new(cfg.head, &ad);
+    let mut model = AlexNet::with_hidden(cfg.head, cfg.hidden, &ad);
     let pretrained = match &cfg.pretrained {
         Some(path) => {
             let report = load_pretrained(&mut model, path)?;
@@ -174,6 +287,18 @@ pub fn fit(
         }
         None => None,
     };
+    let saved = checkpointing
+        .as_ref()
+        .and_then(|c| c.checkpointer.progress(c.run).cloned());
+    if let (Some(c), Some(p)) = (&checkpointing, &saved) {
+        c.checkpointer.load_module(&p.train_file, &mut model)?;
+        tracing::info!(
+            "resuming run {} at epoch {}, batch {}",
+            p.run + 1,
+            p.epoch + 1,
+            p.batch
+        );
+    }
     // Frozen convolutions need neither gradients nor optimiser state.
     let frozen = cfg.freeze.frozen_convs();
     model.features = model
@@ -194,77 +319,129 @@ pub fn fit(
             (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32)),
         )
         .init();
+    if let (Some(c), Some(p)) = (&checkpointing, &saved) {
+        optim = c.checkpointer.load_optim(&p.optim_file, optim)?;
+    }
 
+    let bank = bank.filter(|_| frozen == 5 && model.head() == Head::Compact);
     // Measured once on the starting trunk; with fine-tuned convolutions it is simply a fixed
     // affine map in front of the head.
-    let norm = (model.head() == Head::Compact).then(|| {
-        let views: Vec<&image::RgbImage> = train.iter().map(|x| &x.eval_view).collect();
-        FeatureNorm::measure(&model.valid(), &views, cfg.batch, &device)
-    });
+    let norm = match (&saved, bank) {
+        (Some(p), _) => p.norm.clone(),
+        (None, Some(bank)) => Some(FeatureNorm::from_rows(
+            &train.iter().map(|x| bank.centre(x)).collect::<Vec<_>>(),
+        )),
+        (None, None) => (model.head() == Head::Compact).then(|| {
+            let views: Vec<&image::RgbImage> = train.iter().map(|x| &x.eval_view).collect();
+            FeatureNorm::measure(&model.valid(), &views, cfg.batch, &device)
+        }),
+    };
     let inference = |model: &AlexNet| match &norm {
         Some(norm) => norm.fold_into(model.valid()),
         None => model.valid(),
     };
+    let select_probs = |valid: &AlexNet| -> Vec<f32> {
+        match bank {
+            Some(bank) => {
+                let mut out = Vec::with_capacity(select.len());
+                for chunk in select.chunks(256) {
+                    let x = FeatureBank::tensor(chunk.iter().map(|x| bank.centre(x)), &device);
+                    let p = softmax(valid.forward_compact(x), 1)
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .expect("f32 probabilities");
+                    out.extend(p.chunks(2).map(|p| p[1]));
+                }
+                out
+            }
+            None => {
+                let views: Vec<&image::RgbImage> = select.iter().map(|x| &x.eval_view).collect();
+                predict(valid, &views, cfg.batch, &device)
+            }
+        }
+    };
 
     let weights = class_weights(train, cfg.class_weighting);
-    let augment = Augment::default();
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut history = Vec::new();
+    let (first_epoch, mut skip_batches, mut loss_sum, mut correct, mut history) = match &saved {
+        Some(p) => (p.epoch, p.batch, p.loss_sum, p.correct, p.history.clone()),
+        None => (0, 0, 0.0, 0, Vec::new()),
+    };
     let mut best: Option<(usize, Metrics, AlexNet)> = None;
-    let select_views: Vec<&image::RgbImage> = select.iter().map(|x| &x.eval_view).collect();
+    if let (Some(c), Some(p)) = (&checkpointing, &saved) {
+        if let (Some((epoch, metrics)), Some(file)) = (&p.best, &p.best_file) {
+            let mut b = AlexNet::with_hidden(cfg.head, cfg.hidden, &device);
+            c.checkpointer.load_module(file, &mut b)?;
+            best = Some((*epoch, metrics.clone(), b));
+        }
+    }
+    let snapshot = |epoch: usize,
+                    batch: usize,
+                    loss_sum: f64,
+                    correct: usize,
+                    history: &[EpochLog],
+                    best: &Option<(usize, Metrics, AlexNet)>,
+                    run: usize| Progress {
+        run,
+        epoch,
+        batch,
+        loss_sum,
+        correct,
+        history: history.to_vec(),
+        best: best.as_ref().map(|(e, m, _)| (*e, m.clone())),
+        norm: norm.clone(),
+        train_file: String::new(),
+        optim_file: String::new(),
+        best_file: None,
+    };
+    let mut best_file: Option<String> = saved.as_ref().and_then(|p| p.best_file.clone());
 
-    for epoch in 0..cfg.epochs {
+    for epoch in first_epoch..cfg.epochs {
         let started = Instant::now();
         let lr = cfg.lr_at(epoch);
+        let mut rng = epoch_rng(cfg.seed, epoch);
+        let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
-        let bar = if progress {
-            let b = ProgressBar::new(train.len() as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "epoch {prefix} [{bar:30}] {pos}/{len} images  {per_sec}  {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-            b
-        } else {
-            ProgressBar::hidden()
-        };
-        let (mut loss_sum, mut correct) = (0f64, 0usize);
-        for chunk in order.chunks(cfg.batch) {
-            let seeds: Vec<u64> = chunk.iter().map(|_| rand::Rng::random(&mut rng)).collect();
-            let views: Vec<image::RgbImage> = chunk
-                .par_iter()
-                .zip(seeds)
-                .map(|(&i, seed)| {
-                    if cfg.augment {
-                        augment.apply(&train[i].train_view, &mut StdRng::seed_from_u64(seed))
-                    } else {
-                        train[i].eval_view.clone()
+        let seeds: Vec<u64> = order.iter().map(|_| rng.random()).collect();
+        let bar = progress_bar(progress && bank.is_none(), train.len(), epoch, cfg.epochs);
+        bar.inc((skip_batches * cfg.batch).min(train.len()) as u64);
+        let batches = order.chunks(cfg.batch).zip(seeds.chunks(cfg.batch));
+        for (b, (chunk, seeds)) in batches.enumerate().skip(skip_batches) {
+            if let Some(c) = checkpointing.as_mut() {
+                if c.checkpointer.stop_requested() {
+                    bar.finish_and_clear();
+                    let p = snapshot(epoch, b, loss_sum, correct, &history, &best, c.run);
+                    let run = c.run;
+                    c.checkpointer
+                        .save(p, &model, &optim, None, best_file.clone())?;
+                    return Err(Interrupted {
+                        dir: c.checkpointer.dir().to_path_buf(),
+                        run: run + 1,
+                        epoch: epoch + 1,
+                        batch: b,
                     }
-                })
-                .collect();
-            let refs: Vec<&image::RgbImage> = views.iter().collect();
+                    .into());
+                }
+            }
             let labels: Vec<usize> = chunk
                 .iter()
                 .map(|&i| train[i].sample.class.index())
                 .collect();
-            let x = batch_tensor(&refs, &ad);
-            let logits = match (&norm, frozen == 5) {
-                // Run a frozen trunk without autodiff bookkeeping at all.
-                (Some(norm), true) => {
-                    let f = model.valid().forward_features(x.inner());
-                    model.forward_compact(norm.apply(AlexNet::pool_features(f)).autodiff())
+            // Dropout draws from the device's generator: reseeding per batch keeps a resumed
+            // run's masks those of an uninterrupted one.
+            device.seed(epoch_rng(cfg.seed ^ b as u64, epoch).random());
+            let logits = match (bank, &norm) {
+                (Some(bank), Some(norm)) => {
+                    let rows = chunk.iter().zip(seeds).map(|(&i, &seed)| {
+                        if cfg.augment {
+                            bank.augmented(train[i], (seed % bank.views() as u64) as usize)
+                        } else {
+                            bank.centre(train[i])
+                        }
+                    });
+                    let x = FeatureBank::tensor(rows, &device);
+                    model.forward_compact(norm.apply(x).autodiff())
                 }
-                (Some(norm), false) => model
-                    .forward_compact(norm.apply(AlexNet::pool_features(model.forward_features(x)))),
-                (None, true) => {
-                    let f = model.valid().forward_features(x.inner());
-                    model.forward_head(f.autodiff())
-                }
-                (None, false) => model.forward(x),
+                _ => trunk_logits(&model, cfg, train, chunk, seeds, &norm, frozen, &ad),
             };
             let preds: Vec<f32> = logits
                 .clone()
@@ -292,35 +469,14 @@ pub fn fit(
             bar.set_message(format!("loss {:.4}", loss_sum / bar.position() as f64));
         }
         bar.finish_and_clear();
+        skip_batches = 0;
 
         let valid = inference(&model);
         let (select_loss, select_metrics) = if select.is_empty() {
             (None, None)
         } else {
-            let p = predict(&valid, &select_views, cfg.batch, &device);
-            let scored: Vec<Scored> = select
-                .iter()
-                .zip(&p)
-                .map(|(x, &p)| Scored {
-                    patient: x.sample.patient.clone(),
-                    malignant: x.sample.class.index() == 1,
-                    p_malignant: p,
-                })
-                .collect();
-            let nll = scored
-                .iter()
-                .map(|s| {
-                    -((if s.malignant {
-                        s.p_malignant
-                    } else {
-                        1.0 - s.p_malignant
-                    })
-                    .max(1e-7) as f64)
-                        .ln()
-                })
-                .sum::<f64>()
-                / scored.len() as f64;
-            (Some(nll), Some(Metrics::compute(&scored, 0.5)))
+            let (nll, m) = select_metrics(select, &select_probs(&valid));
+            (Some(nll), Some(m))
         };
         let log = EpochLog {
             epoch: epoch + 1,
@@ -331,6 +487,7 @@ pub fn fit(
             select: select_metrics.clone(),
             seconds: started.elapsed().as_secs_f64(),
         };
+        (loss_sum, correct) = (0.0, 0);
         tracing::info!(
             "epoch {}/{}: lr {:.5} train loss {:.4} acc {:.3}{} ({:.1} s)",
             log.epoch,
@@ -350,13 +507,19 @@ pub fn fit(
             log.seconds
         );
         history.push(log);
-        match select_metrics {
-            Some(m) => {
-                if best.as_ref().is_none_or(|(_, b, _)| better(&m, b)) {
-                    best = Some((epoch + 1, m, valid));
-                }
-            }
-            None => best = Some((epoch + 1, Metrics::default(), valid)),
+        let improved = match &select_metrics {
+            Some(m) => best.as_ref().is_none_or(|(_, b, _)| better(m, b)),
+            None => true,
+        };
+        if improved {
+            best = Some((epoch + 1, select_metrics.unwrap_or_default(), valid));
+        }
+        if let Some(c) = checkpointing.as_mut() {
+            let p = snapshot(epoch + 1, 0, 0.0, 0, &history, &best, c.run);
+            let new_best = improved.then(|| &best.as_ref().expect("just set").2);
+            best_file = c
+                .checkpointer
+                .save(p, &model, &optim, new_best, best_file.clone())?;
         }
     }
     let (best_epoch, _, model) = best.expect("at least one epoch ran");

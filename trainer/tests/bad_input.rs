@@ -64,7 +64,15 @@ fn corrupt_png_is_listed_and_training_goes_on() {
         .arg(data.path())
         .arg("--out")
         .arg(out.path())
-        .args(["--val-fraction", "0", "--epochs", "1", "--quiet"]));
+        .args([
+            "--val-fraction",
+            "0",
+            "--epochs",
+            "1",
+            "--feature-views",
+            "1",
+            "--quiet",
+        ]));
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();

@@ -1,0 +1,84 @@
+//! `predict --checkpoint`: a training run's best network on some images, without exporting.
+//! It runs the training framework's forward on the device's own preprocessing, so its
+//! probabilities match the exported model's (within float rounding).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use histoscreen_edge::paths;
+use histoscreen_edge::preprocess::{self, INPUT_SIZE};
+
+use crate::checkpoint;
+use crate::cli::PredictArgs;
+use crate::train;
+
+/// Expands folders (recursively) into image files, keeping the order given.
+fn image_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in args {
+        if p.is_dir() {
+            let found = paths::images_under(p)?;
+            if found.is_empty() {
+                bail!("{}: no images in this folder", p.display());
+            }
+            files.extend(found);
+        } else if p.exists() {
+            files.push(p.clone());
+        } else {
+            bail!("{}: no such file or folder", p.display());
+        }
+    }
+    Ok(files)
+}
+
+/// Prints one tab-separated row per image; returns how many images could not be read.
+pub fn predict_command(args: &PredictArgs, out: &mut dyn Write) -> Result<usize> {
+    let device = train::device();
+    let (model, state) = checkpoint::load_predict_model(&args.checkpoint, &device)?;
+    tracing::info!(
+        "checkpoint {}: {} run(s) finished{}",
+        checkpoint::locate(&args.checkpoint).display(),
+        state.completed.len(),
+        if state.finished {
+            ", training finished"
+        } else {
+            ", training not finished"
+        }
+    );
+    let files = image_files(&args.images)?;
+    writeln!(out, "p_malignant\tlabel\tpath")?;
+    let mut failed = 0;
+    for chunk in files.chunks(16) {
+        let mut views = Vec::new();
+        let mut ok = Vec::new();
+        for path in chunk {
+            match preprocess::load_image(path) {
+                Ok(img) => {
+                    views.push(preprocess::center_crop(
+                        &preprocess::resize_shorter_side(&img, INPUT_SIZE),
+                        INPUT_SIZE,
+                    ));
+                    ok.push(path);
+                }
+                Err(e) => {
+                    failed += 1;
+                    writeln!(out, "-\terror\t{e}")?;
+                }
+            }
+        }
+        let refs: Vec<&image::RgbImage> = views.iter().collect();
+        let probs = train::predict(&model, &refs, 16, &device);
+        for (path, p) in ok.into_iter().zip(probs) {
+            let label = if p >= args.threshold {
+                "malignant"
+            } else {
+                "benign"
+            };
+            writeln!(out, "{p:.6}\t{label}\t{}", path.display())?;
+        }
+    }
+    out.flush()?;
+    Ok(failed)
+}

@@ -1,0 +1,200 @@
+//! Checkpoints: Ctrl-C mid-training saves one, `--resume` finishes the run with exactly the
+//! model an uninterrupted run makes, and `predict --checkpoint` agrees with the exported model.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Two patients of each class, six images each: quick, and enough for 2 folds.
+fn small_data(dir: &Path) {
+    let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).unwrap();
+    let mut files = Vec::new();
+    for class in ["benign", "malignant"] {
+        let mut patients: Vec<&str> = ds
+            .samples
+            .iter()
+            .filter(|s| s.class.to_string() == class)
+            .map(|s| s.patient.as_str())
+            .collect();
+        patients.dedup();
+        for p in patients.iter().take(2) {
+            files.extend(
+                ds.samples
+                    .iter()
+                    .filter(|s| s.patient == *p)
+                    .take(6)
+                    .map(|s| s.path.clone()),
+            );
+        }
+    }
+    copy_images(&files, dir);
+}
+
+fn train_args(data: &Path, out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--folds",
+        "2",
+        "--epochs",
+        "3",
+        "--batch",
+        "4",
+        "--select-fraction",
+        "0",
+        // Through the trunk at every step: slow enough epochs for the signal to land mid-run.
+        "--feature-views",
+        "0",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `path -> p_malignant` from `predict` (tab-separated) or `eval --per-image` (CSV) output.
+fn probabilities(text: &str, sep: char, p_col: usize, path_col: usize) -> BTreeMap<String, f64> {
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split(sep).collect();
+            let name = Path::new(cols[path_col]).file_name().unwrap();
+            (
+                name.to_string_lossy().into_owned(),
+                cols[p_col].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn interrupted_training_resumes_to_the_same_model_and_predict_matches_it() {
+    let data = tempfile::tempdir().unwrap();
+    small_data(data.path());
+    let whole = tempfile::tempdir().unwrap();
+    let o = run(train_bin().args(train_args(data.path(), whole.path())));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Interrupt as soon as the first epoch is on disk: SIGINT, as Ctrl-C sends it.
+    let cut = tempfile::tempdir().unwrap();
+    let child = train_bin()
+        .args(train_args(data.path(), cut.path()))
+        .env("HISTOSCREEN_SHARED", shared())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = cut.path().join("checkpoint/state.json");
+    let started = Instant::now();
+    while !state.is_file() {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let message = stderr(&o);
+    assert!(message.contains("--resume"), "{message}");
+    assert!(!cut.path().join("model.onnx").exists());
+    let saved = json(&state);
+    assert!(!saved["finished"].as_bool().unwrap());
+
+    let mut args = train_args(data.path(), cut.path());
+    args.push("--resume".into());
+    let o = run(train_bin().args(&args));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        json(&whole.path().join("model.json"))["sha256"],
+        json(&cut.path().join("model.json"))["sha256"],
+        "a resumed run exports the same model as an uninterrupted one"
+    );
+    assert_eq!(
+        json(&whole.path().join("report.json"))["summary"],
+        json(&cut.path().join("report.json"))["summary"]
+    );
+    // Finished: a second --resume has nothing to do, and says so.
+    let o = run(train_bin().args(&args));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already finished"), "{}", stderr(&o));
+
+    // The checkpoint's network is the exported one: same probabilities through burn and tract.
+    let o = run(train_bin()
+        .args(["predict", "--quiet", "--checkpoint"])
+        .arg(cut.path())
+        .arg(data.path()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let predicted = probabilities(&String::from_utf8_lossy(&o.stdout), '\t', 0, 2);
+    let csv = cut.path().join("per-image.csv");
+    let o = run(train_bin()
+        .args(["eval", "--quiet", "--model"])
+        .arg(cut.path().join("model.onnx"))
+        .arg("--data")
+        .arg(data.path())
+        .arg("--per-image")
+        .arg(&csv));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exported = probabilities(&std::fs::read_to_string(&csv).unwrap(), ',', 5, 0);
+    assert_eq!(
+        predicted.len(),
+        std::fs::read_dir(data.path()).unwrap().count()
+    );
+    assert_eq!(
+        predicted.keys().collect::<Vec<_>>(),
+        exported.keys().collect::<Vec<_>>()
+    );
+    for (name, p) in &predicted {
+        assert!(
+            (p - exported[name]).abs() < 1e-4,
+            "{name}: predict {p} vs exported {}",
+            exported[name]
+        );
+    }
+}
+
+#[test]
+fn resume_and_predict_without_a_checkpoint_are_one_line_errors() {
+    let data = tempfile::tempdir().unwrap();
+    small_data(data.path());
+    let out = tempfile::tempdir().unwrap();
+    let mut args = train_args(data.path(), out.path());
+    args.push("--resume".into());
+    let o = run(train_bin().args(&args));
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("checkpoint") && e.contains("nothing to resume"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+
+    let o = run(train_bin()
+        .args(["predict", "--quiet", "--checkpoint"])
+        .arg(out.path())
+        .arg(data.path()));
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("state.json") && e.contains("no checkpoint"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+}
