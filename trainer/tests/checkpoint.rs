@@ -12,27 +12,7 @@ use common::*;
 
 /// Two patients of each class, six images each: quick, and enough for 2 folds.
 fn small_data(dir: &Path) {
-    let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).unwrap();
-    let mut files = Vec::new();
-    for class in ["benign", "malignant"] {
-        let mut patients: Vec<&str> = ds
-            .samples
-            .iter()
-            .filter(|s| s.class.to_string() == class)
-            .map(|s| s.patient.as_str())
-            .collect();
-        patients.dedup();
-        for p in patients.iter().take(2) {
-            files.extend(
-                ds.samples
-                    .iter()
-                    .filter(|s| s.patient == *p)
-                    .take(6)
-                    .map(|s| s.path.clone()),
-            );
-        }
-    }
-    copy_images(&files, dir);
+    copy_few_patients(2, 6, dir);
 }
 
 fn train_args(data: &Path, out: &Path) -> Vec<String> {

@@ -108,27 +108,7 @@ fn holdout_training_is_patient_disjoint_and_eval_matches_card() {
 fn kfold_reports_every_fold_and_trains_the_export_on_all_patients() {
     let data = tempfile::tempdir().unwrap();
     // Three patients of each class, a few images each: enough for 3 folds, quick to train.
-    let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).unwrap();
-    let mut files = Vec::new();
-    for class in ["benign", "malignant"] {
-        let mut patients: Vec<&str> = ds
-            .samples
-            .iter()
-            .filter(|s| s.class.to_string() == class)
-            .map(|s| s.patient.as_str())
-            .collect();
-        patients.dedup();
-        for p in patients.iter().take(3) {
-            files.extend(
-                ds.samples
-                    .iter()
-                    .filter(|s| s.patient == *p)
-                    .take(4)
-                    .map(|s| s.path.clone()),
-            );
-        }
-    }
-    copy_images(&files, data.path());
+    copy_few_patients(3, 4, data.path());
     let out = tempfile::tempdir().unwrap();
     let o = run(train_bin()
         .arg("train")

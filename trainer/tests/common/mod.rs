@@ -55,6 +55,31 @@ pub fn copy_images(files: &[PathBuf], dir: &Path) {
     }
 }
 
+/// Copies the first `images` images of the first `patients` patients of each class into `dir`.
+pub fn copy_few_patients(patients: usize, images: usize, dir: &Path) {
+    let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).expect("shared BreakHis");
+    let mut files = Vec::new();
+    for class in ["benign", "malignant"] {
+        let mut names: Vec<&str> = ds
+            .samples
+            .iter()
+            .filter(|s| s.class.to_string() == class)
+            .map(|s| s.patient.as_str())
+            .collect();
+        names.dedup();
+        for p in names.iter().take(patients) {
+            files.extend(
+                ds.samples
+                    .iter()
+                    .filter(|s| s.patient == *p)
+                    .take(images)
+                    .map(|s| s.path.clone()),
+            );
+        }
+    }
+    copy_images(&files, dir);
+}
+
 /// A minimal safetensors file: 8-byte little-endian header length, JSON header, raw data.
 pub fn write_safetensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
     let mut header = serde_json::Map::new();
