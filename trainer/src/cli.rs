@@ -23,7 +23,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train, select the best epoch on held-out patients, report on other held-out patients, export.
+    /// Train, report on held-out patients, export ONNX; checkpoints every epoch (--resume after Ctrl-C).
     Train(TrainArgs),
     /// Evaluate an exported model on a BreakHis folder through the edge runtime; prints JSON.
     Eval(EvalArgs),
@@ -31,6 +31,8 @@ pub enum Command {
     Download(crate::download::DownloadArgs),
     /// Classify images with a training checkpoint, without exporting (a quick look).
     Predict(PredictArgs),
+    /// Write a checkpoint's network as ONNX with f32, int8 or f16 weights, checked against f32.
+    Export(crate::checkpoint_export::ExportArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Download(args) => crate::download::run(&args).map(|_| 0),
+        Command::Export(args) => crate::checkpoint_export::export_command(&args).map(|_| 0),
         Command::Predict(args) => {
             let failed = crate::predict::predict_command(&args, &mut std::io::stdout().lock())?;
             Ok(if failed > 0 { 2 } else { 0 })

@@ -139,7 +139,16 @@ pub fn write_model(
 
 /// f32 ONNX bytes of `model`.
 pub fn onnx_f32(model: &AlexNet, doc: &str) -> Result<Vec<u8>> {
-    onnx_export::alexnet_to_onnx(
+    onnx_with(model, doc, onnx_export::WeightStorage::F32)
+}
+
+/// ONNX bytes of `model` with its weights stored as `storage` (computation stays f32).
+pub fn onnx_with(
+    model: &AlexNet,
+    doc: &str,
+    storage: onnx_export::WeightStorage,
+) -> Result<Vec<u8>> {
+    onnx_export::alexnet_to_onnx_with(
         &weights_of(model),
         &ExportOptions {
             graph_name: "histoscreen-alexnet".into(),
@@ -149,5 +158,6 @@ pub fn onnx_f32(model: &AlexNet, doc: &str) -> Result<Vec<u8>> {
                 format!("histoscreen-train {}", env!("CARGO_PKG_VERSION")),
             )],
         },
+        storage,
     )
 }

@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod checkpoint;
+pub mod checkpoint_export;
 pub mod cli;
 pub mod commands;
 pub mod dataset;

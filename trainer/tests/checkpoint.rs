@@ -148,6 +148,41 @@ fn interrupted_training_resumes_to_the_same_model_and_predict_matches_it() {
             exported[name]
         );
     }
+
+    // The same network with int8 weights: a quarter of the file, the same labels.
+    let int8 = cut.path().join("model-int8-weights.onnx");
+    let o = run(train_bin()
+        .args([
+            "export",
+            "--quiet",
+            "--precision",
+            "int8-weights",
+            "--checkpoint",
+        ])
+        .arg(cut.path())
+        .arg("--out")
+        .arg(&int8)
+        .arg("--data")
+        .arg(data.path()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let card = json(&cut.path().join("model-int8-weights.json"));
+    assert_eq!(card["precision"], "int8-weights");
+    let f32_size = std::fs::metadata(cut.path().join("model.onnx"))
+        .unwrap()
+        .len();
+    let int8_size = std::fs::metadata(&int8).unwrap().len();
+    assert_eq!(card["size_bytes"].as_u64().unwrap(), int8_size);
+    assert!(
+        int8_size * 10 <= f32_size * 3,
+        "{int8_size} vs f32 {f32_size}"
+    );
+    let check = &card["metrics"]["precision_check"]["against_f32"];
+    assert_eq!(check["images"].as_u64().unwrap() as usize, predicted.len());
+    assert!(
+        check["label_agreement"].as_f64().unwrap() >= 0.95,
+        "{check}"
+    );
+    assert!(check["max_abs_diff"].as_f64().unwrap() < 0.2, "{check}");
 }
 
 #[test]
