@@ -38,7 +38,7 @@ pub struct Completed {
 
 /// Where one run's training stands: `epoch` full epochs done, plus `batch` batches of the next.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Progress {
+pub struct RunState {
     pub run: usize,
     pub epoch: usize,
     pub batch: usize,
@@ -48,6 +48,13 @@ pub struct Progress {
     /// 1-based epoch and selection metrics of the best model so far.
     pub best: Option<(usize, Metrics)>,
     pub norm: Option<FeatureNorm>,
+}
+
+/// A saved [`RunState`] with the files holding its tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Progress {
+    #[serde(flatten)]
+    pub state: RunState,
     /// File names of the training network, the optimiser and the best inference network.
     pub train_file: String,
     pub optim_file: String,
@@ -220,7 +227,7 @@ impl Checkpointer {
 
     /// Saved progress of `run`, if the interrupted run was that one.
     pub fn progress(&self, run: usize) -> Option<&Progress> {
-        self.state.current.as_ref().filter(|p| p.run == run)
+        self.state.current.as_ref().filter(|p| p.state.run == run)
     }
 
     pub fn load_module(&self, name: &str, model: &mut AlexNet) -> Result<()> {
@@ -250,39 +257,41 @@ impl Checkpointer {
         sync(&path)
     }
 
-    /// Saves one run's state and returns the best network's file name. `best` is the best
-    /// inference network when it changed since `best_file` was written.
+    /// Saves one run's state. `best` is the best inference network when it changed since the
+    /// last save of this run; otherwise the file saved then stays in use.
     pub fn save(
         &mut self,
-        mut progress: Progress,
+        state: RunState,
         model: &AlexNet,
         optim: &ModuleOptimizer,
         best: Option<&AlexNet>,
-        best_file: Option<String>,
-    ) -> Result<Option<String>> {
-        let run = progress.run;
-        progress.train_file = self.fresh_name(run, "train");
-        self.save_module(&progress.train_file, model)?;
-        progress.optim_file = self.fresh_name(run, "optim");
-        let optim_path = self.dir.join(&progress.optim_file);
+    ) -> Result<()> {
+        let run = state.run;
+        let train_file = self.fresh_name(run, "train");
+        self.save_module(&train_file, model)?;
+        let optim_file = self.fresh_name(run, "optim");
+        let optim_path = self.dir.join(&optim_file);
         optim
             .save(&optim_path)
             .map_err(|e| anyhow::anyhow!("{e:?}"))
             .with_context(|| format!("{}: cannot write optimiser state", optim_path.display()))?;
         sync(&optim_path)?;
-        progress.best_file = match best {
+        let best_file = match best {
             Some(best) => {
                 let name = self.fresh_name(run, "best");
                 self.save_module(&name, best)?;
                 Some(name)
             }
-            None => best_file,
+            None => self.progress(run).and_then(|p| p.best_file.clone()),
         };
-        let best_file = progress.best_file.clone();
         self.state.predict_file = best_file.clone();
-        self.state.current = Some(progress);
-        self.commit()?;
-        Ok(best_file)
+        self.state.current = Some(Progress {
+            state,
+            train_file,
+            optim_file,
+            best_file,
+        });
+        self.commit()
     }
 
     /// Records a finished run; its training files are no longer needed.

@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::Augment;
-use crate::checkpoint::{Checkpointer, Interrupted, Progress};
+use crate::checkpoint::{Checkpointer, Interrupted, RunState};
 use crate::feature_bank::FeatureBank;
 use crate::feature_norm::FeatureNorm;
 use crate::images::{batch_tensor, LoadedImage};
@@ -294,9 +294,9 @@ pub fn fit(
         c.checkpointer.load_module(&p.train_file, &mut model)?;
         tracing::info!(
             "resuming run {} at epoch {}, batch {}",
-            p.run + 1,
-            p.epoch + 1,
-            p.batch
+            p.state.run + 1,
+            p.state.epoch + 1,
+            p.state.batch
         );
     }
     // Frozen convolutions need neither gradients nor optimiser state.
@@ -327,7 +327,7 @@ pub fn fit(
     // Measured once on the starting trunk; with fine-tuned convolutions it is simply a fixed
     // affine map in front of the head.
     let norm = match (&saved, bank) {
-        (Some(p), _) => p.norm.clone(),
+        (Some(p), _) => p.state.norm.clone(),
         (None, Some(bank)) => Some(FeatureNorm::from_rows(
             &train.iter().map(|x| bank.centre(x)).collect::<Vec<_>>(),
         )),
@@ -363,12 +363,18 @@ pub fn fit(
 
     let weights = class_weights(train, cfg.class_weighting);
     let (first_epoch, mut skip_batches, mut loss_sum, mut correct, mut history) = match &saved {
-        Some(p) => (p.epoch, p.batch, p.loss_sum, p.correct, p.history.clone()),
+        Some(p) => (
+            p.state.epoch,
+            p.state.batch,
+            p.state.loss_sum,
+            p.state.correct,
+            p.state.history.clone(),
+        ),
         None => (0, 0, 0.0, 0, Vec::new()),
     };
     let mut best: Option<(usize, Metrics, AlexNet)> = None;
     if let (Some(c), Some(p)) = (&checkpointing, &saved) {
-        if let (Some((epoch, metrics)), Some(file)) = (&p.best, &p.best_file) {
+        if let (Some((epoch, metrics)), Some(file)) = (&p.state.best, &p.best_file) {
             let mut b = AlexNet::with_hidden(cfg.head, cfg.hidden, &device);
             c.checkpointer.load_module(file, &mut b)?;
             best = Some((*epoch, metrics.clone(), b));
@@ -380,7 +386,7 @@ pub fn fit(
                     correct: usize,
                     history: &[EpochLog],
                     best: &Option<(usize, Metrics, AlexNet)>,
-                    run: usize| Progress {
+                    run: usize| RunState {
         run,
         epoch,
         batch,
@@ -389,11 +395,7 @@ pub fn fit(
         history: history.to_vec(),
         best: best.as_ref().map(|(e, m, _)| (*e, m.clone())),
         norm: norm.clone(),
-        train_file: String::new(),
-        optim_file: String::new(),
-        best_file: None,
     };
-    let mut best_file: Option<String> = saved.as_ref().and_then(|p| p.best_file.clone());
 
     for epoch in first_epoch..cfg.epochs {
         let started = Instant::now();
@@ -411,8 +413,7 @@ pub fn fit(
                     bar.finish_and_clear();
                     let p = snapshot(epoch, b, loss_sum, correct, &history, &best, c.run);
                     let run = c.run;
-                    c.checkpointer
-                        .save(p, &model, &optim, None, best_file.clone())?;
+                    c.checkpointer.save(p, &model, &optim, None)?;
                     return Err(Interrupted {
                         dir: c.checkpointer.dir().to_path_buf(),
                         run: run + 1,
@@ -517,9 +518,7 @@ pub fn fit(
         if let Some(c) = checkpointing.as_mut() {
             let p = snapshot(epoch + 1, 0, 0.0, 0, &history, &best, c.run);
             let new_best = improved.then(|| &best.as_ref().expect("just set").2);
-            best_file = c
-                .checkpointer
-                .save(p, &model, &optim, new_best, best_file.clone())?;
+            c.checkpointer.save(p, &model, &optim, new_best)?;
         }
     }
     let (best_epoch, _, model) = best.expect("at least one epoch ran");
