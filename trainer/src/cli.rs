@@ -104,7 +104,7 @@ pub struct TrainArgs {
     /// Do not augment training images.
     #[arg(long)]
     pub no_augment: bool,
-    /// With the trunk frozen and the compact head: augmented views per image whose pooled
+    /// With pretrained weights, the trunk frozen and the compact head: augmented views per image whose pooled
     /// features are computed once and reused every epoch (each step draws one of them).
     /// 0 augments afresh at every step, running the trunk each time (much slower).
     #[arg(long, default_value_t = 8)]

@@ -19,7 +19,7 @@ use crate::export::{self, CardInfo};
 use crate::feature_bank::FeatureBank;
 use crate::images::{self, LoadedImage};
 use crate::metrics::Metrics;
-use crate::model::{Freeze, Head};
+use crate::model::Head;
 use crate::settings;
 use crate::split::{self, Split};
 use crate::train::{self, Checkpointing, EpochLog, TrainConfig};
@@ -214,6 +214,9 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
     write_atomic(&probe, b"")?;
     let _ = std::fs::remove_file(&probe);
 
+    // Loading the weights here fails fast on a bad file, before a minute of decoding images;
+    // the loaded trunk then computes the stored features.
+    let mut trunk = crate::model::AlexNet::new(args.head, &train::device());
     let pretrained = if args.no_pretrained {
         None
     } else {
@@ -227,9 +230,7 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
                 p.display()
             );
         }
-        // Fail on a bad weights file before spending a minute decoding images.
-        let mut probe_model = crate::model::AlexNet::new(args.head, &train::device());
-        crate::weights::load_pretrained(&mut probe_model, &p)?;
+        crate::weights::load_pretrained(&mut trunk, &p)?;
         Some(p)
     };
     let ds = scan(&args.data)?;
@@ -276,31 +277,22 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
         stop,
     )?;
     // The frozen trunk's output never changes: run it once over every image and view.
-    let bank = (config.freeze == Freeze::Features
-        && config.head == Head::Compact
-        && config.feature_views > 0)
-        .then(|| {
-            let device = train::device();
-            let mut trunk = crate::model::AlexNet::new(Head::Compact, &device);
-            if let Some(p) = &pretrained {
-                crate::weights::load_pretrained(&mut trunk, p)?;
-            }
-            let views = if config.augment {
-                config.feature_views
-            } else {
-                0
-            };
-            anyhow::Ok(FeatureBank::build(
-                &trunk,
-                &images,
-                views,
-                config.seed,
-                config.batch,
-                &device,
-                progress,
-            ))
-        })
-        .transpose()?;
+    let bank = config.stores_features().then(|| {
+        let views = if config.augment {
+            config.feature_views
+        } else {
+            0
+        };
+        FeatureBank::build(
+            &trunk,
+            &images,
+            views,
+            config.seed,
+            config.batch,
+            &train::device(),
+            progress,
+        )
+    });
     let all_patients: BTreeMap<String, crate::dataset::Class> = images
         .iter()
         .map(|x| (x.sample.patient.clone(), x.sample.class))

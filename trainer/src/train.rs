@@ -63,6 +63,15 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Whether the head trains on stored trunk features ([`FeatureBank`]): only a frozen trunk
+    /// from a weights file gives every run the same features (a random one is drawn per run).
+    pub fn stores_features(&self) -> bool {
+        self.freeze == Freeze::Features
+            && self.head == Head::Compact
+            && self.feature_views > 0
+            && self.pretrained.is_some()
+    }
+
     fn lr_at(&self, epoch: usize) -> f64 {
         match self.schedule {
             Schedule::Constant => self.lr,
@@ -258,8 +267,8 @@ fn trunk_logits(
     }
 }
 
-/// Trains one run. `bank` (pooled features cached with the frozen trunk) is used when the
-/// trunk is frozen and the head is compact; otherwise images go through the trunk each step.
+/// Trains one run. `bank` (pooled features cached with the frozen trunk) is used when
+/// [`TrainConfig::stores_features`]; otherwise images go through the trunk each step.
 pub fn fit(
     cfg: &TrainConfig,
     train: &[&LoadedImage],
@@ -323,7 +332,7 @@ pub fn fit(
         optim = c.checkpointer.load_optim(&p.optim_file, optim)?;
     }
 
-    let bank = bank.filter(|_| frozen == 5 && model.head() == Head::Compact);
+    let bank = bank.filter(|_| cfg.stores_features());
     // Measured once on the starting trunk; with fine-tuned convolutions it is simply a fixed
     // affine map in front of the head.
     let norm = match (&saved, bank) {
