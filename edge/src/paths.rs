@@ -83,6 +83,28 @@ pub fn images_under(dir: &Path) -> Result<Vec<PathBuf>, crate::EdgeError> {
     Ok(found)
 }
 
+/// `classify`-style inputs: folders expanded (recursively, sorted); explicit files kept as
+/// given even without an image extension, so a bad file shows up as an error row.
+pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, crate::EdgeError> {
+    let mut all = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let found = images_under(p)?;
+            if found.is_empty() {
+                return Err(crate::EdgeError::Usage(format!(
+                    "{}: no images found (looked for {})",
+                    p.display(),
+                    IMAGE_EXTENSIONS.join("/")
+                )));
+            }
+            all.extend(found);
+        } else {
+            all.push(p.clone());
+        }
+    }
+    Ok(all)
+}
+
 /// Ground truth encoded in an official BreakHis file name (`SOB_B_...`/`SOB_M_...`).
 pub fn breakhis_truth(path: &Path) -> Option<crate::Label> {
     let name = path.file_name()?.to_str()?;

@@ -21,6 +21,14 @@ pub struct LoadedImage {
     pub eval_view: RgbImage,
 }
 
+/// Exactly what the device feeds the network: the edge's resize and centre crop.
+pub fn eval_view(img: &RgbImage) -> RgbImage {
+    preprocess::center_crop(
+        &preprocess::resize_shorter_side(img, INPUT_SIZE),
+        INPUT_SIZE,
+    )
+}
+
 /// Decodes every sample in parallel; files that fail to decode are returned with the reason.
 pub fn load(samples: &[Sample]) -> (Vec<LoadedImage>, Vec<Rejected>) {
     let results: Vec<Result<LoadedImage, Rejected>> = samples
@@ -30,10 +38,7 @@ pub fn load(samples: &[Sample]) -> (Vec<LoadedImage>, Vec<Rejected>) {
                 path: s.path.clone(),
                 reason: e.to_string(),
             })?;
-            let eval_view = preprocess::center_crop(
-                &preprocess::resize_shorter_side(&img, INPUT_SIZE),
-                INPUT_SIZE,
-            );
+            let eval_view = eval_view(&img);
             let train_view = preprocess::resize_shorter_side(&img, TRAIN_VIEW_SIDE);
             Ok(LoadedImage {
                 sample: s.clone(),

@@ -8,29 +8,19 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use histoscreen_edge::paths;
-use histoscreen_edge::preprocess::{self, INPUT_SIZE};
+use histoscreen_edge::preprocess;
 
 use crate::checkpoint;
 use crate::cli::PredictArgs;
+use crate::images;
 use crate::train;
 
-/// Expands folders (recursively) into image files, keeping the order given.
+/// Image files of `args`, folders expanded; a path that does not exist stops the command.
 fn image_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for p in args {
-        if p.is_dir() {
-            let found = paths::images_under(p)?;
-            if found.is_empty() {
-                bail!("{}: no images in this folder", p.display());
-            }
-            files.extend(found);
-        } else if p.exists() {
-            files.push(p.clone());
-        } else {
-            bail!("{}: no such file or folder", p.display());
-        }
+    if let Some(missing) = args.iter().find(|p| !p.exists()) {
+        bail!("{}: no such file or folder", missing.display());
     }
-    Ok(files)
+    Ok(paths::expand_inputs(args)?)
 }
 
 /// Prints one tab-separated row per image; returns how many images could not be read.
@@ -56,10 +46,7 @@ pub fn predict_command(args: &PredictArgs, out: &mut dyn Write) -> Result<usize>
         for path in chunk {
             match preprocess::load_image(path) {
                 Ok(img) => {
-                    views.push(preprocess::center_crop(
-                        &preprocess::resize_shorter_side(&img, INPUT_SIZE),
-                        INPUT_SIZE,
-                    ));
+                    views.push(images::eval_view(&img));
                     ok.push(path);
                 }
                 Err(e) => {

@@ -131,6 +131,15 @@ fn loss_fn(logits: Tensor<2>, labels: &[usize], weights: [f32; 2]) -> Tensor<1> 
         .div_scalar(total)
 }
 
+/// Malignant probabilities (softmax column 1) of a batch of logits.
+fn malignant_probs(logits: Tensor<2>) -> Vec<f32> {
+    let probs: Vec<f32> = softmax(logits, 1)
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 probabilities");
+    probs.chunks(2).map(|p| p[1]).collect()
+}
+
 /// Malignant probabilities of `views` with an inference network, in batches.
 pub fn predict(
     model: &AlexNet,
@@ -140,12 +149,7 @@ pub fn predict(
 ) -> Vec<f32> {
     let mut out = Vec::with_capacity(views.len());
     for chunk in views.chunks(batch.max(1)) {
-        let probs = softmax(model.forward(batch_tensor(chunk, device)), 1);
-        let v: Vec<f32> = probs
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32 probabilities");
-        out.extend(v.chunks(2).map(|p| p[1]));
+        out.extend(malignant_probs(model.forward(batch_tensor(chunk, device))));
     }
     out
 }
@@ -355,11 +359,7 @@ pub fn fit(
                 let mut out = Vec::with_capacity(select.len());
                 for chunk in select.chunks(256) {
                     let x = FeatureBank::tensor(chunk.iter().map(|x| bank.centre(x)), &device);
-                    let p = softmax(valid.forward_compact(x), 1)
-                        .into_data()
-                        .try_to_vec::<f32>()
-                        .expect("f32 probabilities");
-                    out.extend(p.chunks(2).map(|p| p[1]));
+                    out.extend(malignant_probs(valid.forward_compact(x)));
                 }
                 out
             }

@@ -45,7 +45,7 @@ struct Row {
 pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     // Gather inputs before loading the model so a typo in a folder name fails
     // fast, without paying for model optimisation.
-    let inputs = collect_inputs(&args.paths)?;
+    let inputs = paths::expand_inputs(&args.paths)?;
     let model = Model::load_with(
         &args.model,
         &LoadOptions {
@@ -99,28 +99,6 @@ fn write_chunk(
         buf.extend_from_slice(text.as_bytes());
         Ok(())
     }
-}
-
-/// Expand folders (recursively, sorted); explicit files are kept as given even
-/// without an image extension, so a bad file shows up as an error row.
-fn collect_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, EdgeError> {
-    let mut all = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let found = paths::images_under(p)?;
-            if found.is_empty() {
-                return Err(EdgeError::Usage(format!(
-                    "{}: no images found (looked for {})",
-                    p.display(),
-                    paths::IMAGE_EXTENSIONS.join("/")
-                )));
-            }
-            all.extend(found);
-        } else {
-            all.push(p.clone());
-        }
-    }
-    Ok(all)
 }
 
 fn classify_one(model: &Model, path: &Path) -> Row {
