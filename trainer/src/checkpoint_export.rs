@@ -128,6 +128,9 @@ pub fn export_command(args: &ExportArgs) -> Result<ModelCard> {
         args.precision.name()
     );
     let bytes = export::onnx_with(&model, &doc, args.precision.storage())?;
+    // The training run's decision rule, or the trainer's defaults without its card.
+    let threshold = base.as_ref().map_or(0.5, |c| c.threshold);
+    let uncertain_band = base.as_ref().map_or(0.1, |c| c.uncertain_band);
     let mut metrics = base.as_ref().map_or(json!({}), |c| c.metrics.clone());
     if let Some(data) = &args.data {
         // The f32 reference goes through a file as well, so both sides take the device's path.
@@ -145,8 +148,8 @@ pub fn export_command(args: &ExportArgs) -> Result<ModelCard> {
         let info = |precision: &str| CardInfo {
             name: "comparison".into(),
             precision: precision.into(),
-            threshold: base.as_ref().map_or(0.5, |c| c.threshold),
-            uncertain_band: base.as_ref().map_or(0.1, |c| c.uncertain_band),
+            threshold,
+            uncertain_band,
             split_seed: None,
             training: json!({}),
             metrics: json!({}),
@@ -189,8 +192,8 @@ pub fn export_command(args: &ExportArgs) -> Result<ModelCard> {
                 .as_ref()
                 .map_or_else(|| "histoscreen-alexnet".to_string(), |c| c.name.clone()),
             precision: args.precision.name().into(),
-            threshold: base.as_ref().map_or(0.5, |c| c.threshold),
-            uncertain_band: base.as_ref().map_or(0.1, |c| c.uncertain_band),
+            threshold,
+            uncertain_band,
             split_seed: base.as_ref().and_then(|c| c.split_seed),
             training: base.as_ref().map_or(json!({}), |c| c.training.clone()),
             metrics,
