@@ -7,9 +7,10 @@
 #   2. build     only the edge, for aarch64, in its own target dir (never the main one)
 #   3. elf       the binary is AArch64 and needs no glibc newer than 2.35 (JetPack 6)
 #   4. unit      the edge's unit tests for aarch64, run through qemu
-#   5. parity    `classify` of the bundled samples with the default model, on x86 and on aarch64
-#                under qemu as a Cortex-A72 (Pi 4: plain NEON) and a Cortex-A76 (Pi 5: NEON +
-#                fp16 + dotprod); every p_malignant must agree with x86 within 1e-4
+#   5. parity    `classify` of the bundled samples with every bundled variant of the default model
+#                (f32, int8, int8-weights), on x86 and on aarch64 under qemu as a Cortex-A72
+#                (Pi 4: plain NEON) and a Cortex-A76 (Pi 5: NEON + fp16 + dotprod); every
+#                p_malignant must agree with x86 within 1e-4
 #
 # The last line printed is `max_abs_diff=X` (over both CPUs and all images); the exit status is
 # non-zero when any stage fails or X exceeds the tolerance.
@@ -24,7 +25,8 @@
 #   HS_CARGO, HS_RUSTC  another toolchain with an aarch64 std (e.g. rustup's after `rustup
 #                      target add aarch64-unknown-linux-gnu`: HS_CARGO=cargo HS_RUSTC=rustc
 #                      HS_SKIP_APT=1, with the C toolchain and qemu installed)
-#   HS_MODEL           default models/histoscreen-alexnet-compact.onnx (its .json card beside it)
+#   HS_MODELS          ONNX files to compare, each with its .json card beside it (default: every
+#                      models/histoscreen-alexnet-compact*.onnx: f32, int8, int8-weights)
 #   HS_SAMPLES         default models/samples
 #   HS_X86_BIN         x86 histoscreen-edge to compare with (default: `cargo build --workspace --bins`,
 #                      almost a no-op after `cargo test --workspace`)
@@ -42,7 +44,8 @@ ROOT=$PWD
 TRIPLE=aarch64-unknown-linux-gnu
 PROFILE=${HS_CROSS_PROFILE:-dev}
 XDIR=${HS_CROSS_TARGET_DIR:-$ROOT/target/aarch64-build}
-MODEL=${HS_MODEL:-models/histoscreen-alexnet-compact.onnx}
+# shellcheck disable=SC2206
+MODELS=(${HS_MODELS:-models/histoscreen-alexnet-compact*.onnx})
 SAMPLES=${HS_SAMPLES:-models/samples}
 CPUS=${HS_QEMU_CPUS:-cortex-a72 cortex-a76}
 UNIT_CPUS=${HS_UNIT_CPUS-cortex-a76}
@@ -220,8 +223,10 @@ fi
 
 # --- 5. parity --------------------------------------------------------------------------------
 
-[ -f "$MODEL" ] || die "model $MODEL not found (set HS_MODEL=... to use another)"
-[ -f "${MODEL%.onnx}.json" ] || die "model card ${MODEL%.onnx}.json not found"
+for MODEL in "${MODELS[@]}"; do
+    [ -f "$MODEL" ] || die "model $MODEL not found (set HS_MODELS=... to use others)"
+    [ -f "${MODEL%.onnx}.json" ] || die "model card ${MODEL%.onnx}.json not found"
+done
 [ -d "$SAMPLES" ] || die "sample folder $SAMPLES not found (set HS_SAMPLES=...)"
 
 x86_build() {
@@ -251,11 +256,10 @@ jsonl_to_tsv() {
 }
 
 classify_x86() {
-    "$X86_BIN" classify --model "$MODEL" --format jsonl --threads 1 "$SAMPLES" >"$WORK/x86.jsonl"
-    jsonl_to_tsv <"$WORK/x86.jsonl" >"$WORK/x86.tsv"
-    echo "x86: $(wc -l <"$WORK/x86.tsv") image(s)"
+    "$X86_BIN" classify --model "$MODEL" --format jsonl --threads 1 "$SAMPLES" >"$OUT/x86.jsonl"
+    jsonl_to_tsv <"$OUT/x86.jsonl" >"$OUT/x86.tsv"
+    echo "x86: $(wc -l <"$OUT/x86.tsv") image(s)"
 }
-stage "classify x86" classify_x86
 
 classify_arm() {
     local cpu=$1 tenv
@@ -264,22 +268,19 @@ classify_arm() {
     # shellcheck disable=SC2086
     if ! env QEMU_CPU="$cpu" $tenv RUST_LOG=warn,tract_linalg=debug \
         timeout 900 qemu-aarch64-static "$ABIN" classify --model "$MODEL" --format jsonl \
-        --threads 1 "$SAMPLES" >"$WORK/$cpu.jsonl" 2>"$WORK/$cpu.log"; then
-        cat "$WORK/$cpu.log" >&2
+        --threads 1 "$SAMPLES" >"$OUT/$cpu.jsonl" 2>"$OUT/$cpu.log"; then
+        cat "$OUT/$cpu.log" >&2
         die "aarch64 classify under -cpu $cpu failed"
     fi
     # What tract made of this CPU: its kind, the instruction sets, the matmul tiers in order.
-    grep -E 'CPU (part|kind|optimisation)|ISA:|mmm tiers|SVE|SME' "$WORK/$cpu.log" |
+    grep -E 'CPU (part|kind|optimisation)|ISA:|mmm tiers|SVE|SME' "$OUT/$cpu.log" |
         sed -E 's/^.*(tract_linalg[^ ]*: )/  \1/' | sort -u || true
-    jsonl_to_tsv <"$WORK/$cpu.jsonl" >"$WORK/$cpu.tsv"
+    jsonl_to_tsv <"$OUT/$cpu.jsonl" >"$OUT/$cpu.tsv"
 }
-for cpu in $CPUS; do
-    stage "classify aarch64 $cpu" classify_arm "$cpu"
-done
 
 compare() {
     local files=() cpu
-    for cpu in $CPUS; do files+=("$WORK/$cpu.tsv"); done
+    for cpu in $CPUS; do files+=("$OUT/$cpu.tsv"); done
     # shellcheck disable=SC2086
     awk -v tol="$TOL" -v cpus="$CPUS" '
     BEGIN { FS = "\t"; ncpu = split(cpus, cpu, " ") }
@@ -311,7 +312,23 @@ compare() {
         if (max > tol + 0) { printf "parity: max_abs_diff %.3g exceeds %s\n", max, tol > "/dev/stderr"; bad = 1 }
         printf "max_abs_diff=%.3g\n", max
         exit bad
-    }' "$WORK/x86.tsv" "${files[@]}"
+    }' "$OUT/x86.tsv" "${files[@]}"
 }
-echo "::: aarch64 stages done in $((SECONDS - t0)) s; parity (tolerance $TOL):"
-compare
+
+status=0
+overall=0
+for MODEL in "${MODELS[@]}"; do
+    name=$(basename "$MODEL" .onnx)
+    OUT=$WORK/$name
+    mkdir -p "$OUT"
+    stage "classify x86 $name" classify_x86
+    for cpu in $CPUS; do
+        stage "classify aarch64 $cpu $name" classify_arm "$cpu"
+    done
+    echo "--- $name (tolerance $TOL)"
+    if ! compare | tee "$OUT/parity.txt"; then status=1; fi
+    overall=$(awk -v a="$overall" -F= '/^max_abs_diff=/ { b = $2 + 0; print (b > a ? b : a); found = 1 } END { if (!found) print a }' "$OUT/parity.txt")
+done
+echo "::: aarch64 stages done in $((SECONDS - t0)) s; ${#MODELS[@]} model(s), tolerance $TOL"
+echo "max_abs_diff=$overall"
+exit $status

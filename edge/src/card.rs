@@ -60,6 +60,60 @@ pub struct ModelCard {
     pub metrics: serde_json::Value,
 }
 
+/// What a model file computes in and how it stores its weights: the card's `precision`, and the
+/// file name the trainer gives each variant (`model.onnx`, `model-int8.onnx`, ...).
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// f32 weights and arithmetic (the reference).
+    F32,
+    /// int8 convolutions (QLinearConv) on calibrated uint8 activations; fast where tract has
+    /// int8 kernels (ARM NEON, dot product), slow on x86.
+    Int8,
+    /// f16 weights and arithmetic; fast on CPUs with FP16 arithmetic (Pi 5, Orin), very slow
+    /// elsewhere.
+    F16,
+    /// int8 weights (one symmetric scale per output channel) expanded to f32 on load: a 4x
+    /// smaller file that runs at f32 speed.
+    #[value(name = "int8-weights")]
+    Int8Weights,
+    /// f16 weights expanded to f32 on load: a 2x smaller file at f32 speed.
+    #[value(name = "f16-weights")]
+    F16Weights,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+            Precision::F16 => "f16",
+            Precision::Int8Weights => "int8-weights",
+            Precision::F16Weights => "f16-weights",
+        }
+    }
+
+    /// `model.onnx`, `model-int8.onnx`, ...: the names a `--model-dir` holds.
+    pub fn file_name(self) -> String {
+        match self {
+            Precision::F32 => "model.onnx".into(),
+            p => format!("model-{}.onnx", p.name()),
+        }
+    }
+}
+
 /// Screening decision for one image.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]

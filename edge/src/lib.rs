@@ -11,6 +11,7 @@ pub mod model;
 pub mod paths;
 pub mod preprocess;
 pub mod run;
+pub mod variants;
 
 pub use card::{InputSpec, Label, ModelCard, OutputSpec};
 pub use cli::{run_cli, run_cli_to};

@@ -299,6 +299,28 @@ impl Model {
         })
     }
 
+    /// The matrix-multiply kernels tract chose for this CPU, in plan order without repeats
+    /// (tract-linalg's names, e.g. `fma_mmm_f32_16x6` or `arm64simd_mmm_i32_8x8`).
+    pub fn kernels(&self) -> Vec<String> {
+        use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+        let runner = self
+            .runner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut names: Vec<String> = Vec::new();
+        for node in runner.state.plan().model().nodes() {
+            if let Some(op) = node.op_as::<OptMatMul>() {
+                for mmm in &op.mmm {
+                    let name = mmm.name().to_string();
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        names
+    }
+
     /// Time spent in each node of the optimised plan, averaged over `runs` runs of one zero
     /// batch, slowest first: where the milliseconds of an inference go, in tract's own op names
     /// (which also name the matmul kernel it packed for).

@@ -48,6 +48,8 @@ fn edge_classify_equals_trainer_eval() {
         "0",
         "--feature-views",
         "1",
+        "--export",
+        "int8-weights",
         "--quiet",
     ];
     std::env::set_var("HISTOSCREEN_SHARED", shared());
@@ -114,4 +116,38 @@ fn edge_classify_equals_trainer_eval() {
             edge[name]
         );
     }
+
+    // `--export` wrote the int8-weights variant beside model.onnx, checked against it on
+    // patients calibration never saw; the edge picks between the two by itself.
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model-int8-weights.json")).unwrap())
+            .unwrap();
+    assert_eq!(card["precision"], "int8-weights");
+    let check = &card["metrics"]["precision_check"]["against_f32"];
+    assert!(check["images"].as_u64().unwrap() >= 100, "{check}");
+    let auto = work.path().join("auto.csv");
+    let cache = work.path().join("cache.json");
+    let auto_args = [
+        "histoscreen-edge",
+        "classify",
+        "--model-dir",
+        out.to_str().unwrap(),
+        "--precision",
+        "auto",
+        "--precision-cache",
+        cache.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--out",
+        auto.to_str().unwrap(),
+        data.to_str().unwrap(),
+    ];
+    assert_eq!(histoscreen_edge::run_cli(auto_args.map(String::from)), 0);
+    let auto = csv_column(
+        &std::fs::read_to_string(&auto).unwrap(),
+        "path",
+        "p_malignant",
+    );
+    assert_eq!(auto.len(), edge.len());
+    assert!(cache.is_file());
 }

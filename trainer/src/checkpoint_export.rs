@@ -1,53 +1,55 @@
-//! `export --checkpoint`: a training run's network written again as ONNX, with its weights
-//! stored in f32, int8 or f16, and (given images) checked against the f32 file through the
-//! edge's own runner.
-//!
-//! The compact storages only shrink the file: tract expands them to f32 when it loads the model
-//! (it folds the constant `DequantizeLinear` / `Cast` nodes), so they run at f32 speed on every
-//! CPU and their error is the rounding of the weights alone.
+//! Precision variants of a trained network (f32, f16, int8, and the storage-only int8-weights
+//! and f16-weights), each written with its card, and each checked against the f32 file through
+//! the edge's own runner on patients its calibration never saw. `export --checkpoint` and
+//! `train --export` both come here.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use histoscreen_edge::card::ModelCard;
+pub use histoscreen_edge::card::Precision;
 
+use crate::calibrate;
 use crate::checkpoint;
 use crate::dataset::{Dataset, Sample};
 use crate::eval;
 use crate::export::{self, CardInfo};
-use crate::metrics::Metrics;
-use crate::onnx_export::WeightStorage;
+use crate::images::{self, LoadedImage};
+use crate::model::{AlexNet, Head};
+use crate::onnx_export::{Numerics, WeightStorage};
+use crate::onnx_int8::RangeMethod;
 use crate::train;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Precision {
-    /// f32 weights (about 4 bytes per parameter).
-    F32,
-    /// int8 weights, one symmetric scale per output channel, expanded to f32 on load.
-    #[value(name = "int8-weights")]
-    Int8Weights,
-    /// IEEE half-precision weights, expanded to f32 on load.
-    #[value(name = "f16-weights")]
-    F16Weights,
+/// How int8 activation ranges are calibrated.
+#[derive(Debug, Clone, Args)]
+pub struct CalibrationArgs {
+    /// Training images the int8 activation ranges are measured on (taken in turn from each
+    /// training patient).
+    #[arg(long, default_value_t = 64)]
+    pub calibration_images: usize,
+    /// Range of each int8 activation: `minmax` (extremes seen) or `percentile` (--percentile
+    /// of the values, ignoring rare outliers).
+    #[arg(long, value_enum, default_value_t = CalibrationKind::Percentile)]
+    pub calibration: CalibrationKind,
+    #[arg(long, default_value_t = 99.99)]
+    pub percentile: f64,
 }
 
-impl Precision {
-    fn storage(self) -> WeightStorage {
-        match self {
-            Precision::F32 => WeightStorage::F32,
-            Precision::Int8Weights => WeightStorage::Int8PerChannel,
-            Precision::F16Weights => WeightStorage::F16,
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CalibrationKind {
+    Minmax,
+    Percentile,
+}
 
-    fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Int8Weights => "int8-weights",
-            Precision::F16Weights => "f16-weights",
+impl CalibrationArgs {
+    fn method(&self) -> RangeMethod {
+        match self.calibration {
+            CalibrationKind::Minmax => RangeMethod::MinMax,
+            CalibrationKind::Percentile => RangeMethod::Percentile(self.percentile),
         }
     }
 }
@@ -62,10 +64,12 @@ pub struct ExportArgs {
     /// The ONNX file to write; its model card goes beside it.
     #[arg(long)]
     pub out: PathBuf,
-    /// BreakHis folder to compare the export's labels and balanced accuracy with the f32
-    /// network's on (use patients the model never trained on for the accuracy figure).
+    /// BreakHis folder: int8 calibrates on its training patients, and every variant is
+    /// compared with f32 on its other patients (required for int8).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub calibration: CalibrationArgs,
 }
 
 /// What the variant changed against f32 on one set of images.
@@ -79,21 +83,54 @@ pub struct PrecisionCheck {
     pub balanced_accuracy: f64,
 }
 
-/// The card of the `train` run the checkpoint belongs to, when it sits beside it.
-fn training_card(checkpoint_dir: &Path) -> Option<ModelCard> {
-    let card = checkpoint_dir.parent()?.join("model.json");
-    ModelCard::load(&card).ok()
+/// A trained network and the images its variants are calibrated and checked on.
+pub struct Variants<'a> {
+    pub model: &'a AlexNet,
+    pub head: Head,
+    /// Loaded BreakHis images (training and held-out patients).
+    pub images: &'a [&'a LoadedImage],
+    /// Patients the network never trained on; empty when it trained on every patient.
+    pub held_out: BTreeSet<String>,
+    pub calibration: CalibrationArgs,
+    /// The training run's card fields, copied into every variant's card.
+    pub base: CardInfo,
 }
 
-fn compare(f32_model: &Path, variant: &Path, data: &Path) -> Result<PrecisionCheck> {
-    let ds = Dataset::scan(data, &[])?;
-    let samples: Vec<&Sample> = ds.samples.iter().collect();
-    let reference = eval::evaluate(&eval::load_model(f32_model)?, &samples);
-    let got = eval::evaluate(&eval::load_model(variant)?, &samples);
+/// Calibration pool and comparison set: held-out patients are compared, the rest calibrate.
+/// Without held-out patients, every other patient (name order, per class) calibrates and the
+/// remaining ones are compared: still disjoint, though the network has seen them.
+fn partition<'a>(
+    images: &[&'a LoadedImage],
+    held_out: &BTreeSet<String>,
+) -> (Vec<&'a LoadedImage>, Vec<&'a LoadedImage>) {
+    let compare: BTreeSet<String> = if held_out.is_empty() {
+        let mut by_class: std::collections::BTreeMap<String, BTreeSet<&str>> = Default::default();
+        for i in images {
+            by_class
+                .entry(i.sample.class.to_string())
+                .or_default()
+                .insert(&i.sample.patient);
+        }
+        by_class
+            .values()
+            .flat_map(|ps| ps.iter().skip(1).step_by(2).map(|p| p.to_string()))
+            .collect()
+    } else {
+        held_out.clone()
+    };
+    images
+        .iter()
+        .partition(|i| !compare.contains(&i.sample.patient))
+}
+
+fn compare(f32_model: &Path, variant: &Path, samples: &[&Sample]) -> Result<PrecisionCheck> {
+    let reference = eval::evaluate(&eval::load_model(f32_model)?, samples);
+    let got = eval::evaluate(&eval::load_model(variant)?, samples);
     anyhow::ensure!(
-        !reference.results.is_empty(),
-        "{}: no readable BreakHis images to compare on",
-        data.display()
+        !reference.results.is_empty() && reference.results.len() == got.results.len(),
+        "no images both models could score ({} f32, {} variant)",
+        reference.results.len(),
+        got.results.len()
     );
     let threshold = reference.metrics.threshold;
     let (mut agree, mut max_diff) = (0usize, 0f64);
@@ -101,44 +138,124 @@ fn compare(f32_model: &Path, variant: &Path, data: &Path) -> Result<PrecisionChe
         agree += ((a.p_malignant >= threshold) == (b.p_malignant >= threshold)) as usize;
         max_diff = max_diff.max((a.p_malignant - b.p_malignant).abs() as f64);
     }
-    let metrics: &Metrics = &got.metrics;
     Ok(PrecisionCheck {
         images: reference.results.len(),
-        patients: metrics.patients,
+        patients: got.metrics.patients,
         label_agreement: agree as f64 / reference.results.len() as f64,
         max_abs_diff: max_diff,
         balanced_accuracy_f32: reference.metrics.balanced_accuracy,
-        balanced_accuracy: metrics.balanced_accuracy,
+        balanced_accuracy: got.metrics.balanced_accuracy,
     })
 }
 
-pub fn export_command(args: &ExportArgs) -> Result<ModelCard> {
-    let device = train::device();
-    let (model, state) = checkpoint::load_predict_model(&args.checkpoint, &device)?;
-    let dir = checkpoint::locate(&args.checkpoint);
-    let base = training_card(&dir);
-    if base.is_none() {
-        tracing::warn!(
-            "{}: no model.json of the training run beside the checkpoint; the card gets threshold 0.5 and no metrics",
-            dir.display()
+impl Variants<'_> {
+    /// Writes `out` (and its card) in `precision`; returns the card.
+    pub fn write(&self, precision: Precision, out: &Path) -> Result<ModelCard> {
+        let device = train::device();
+        let doc = format!(
+            "histoscreen AlexNet, benign vs malignant, {}",
+            precision.name()
         );
+        let (pool, compared) = partition(self.images, &self.held_out);
+        let mut calibration_note = serde_json::Value::Null;
+        let numerics = match precision {
+            Precision::F32 => Numerics::Float(WeightStorage::F32),
+            Precision::Int8Weights => Numerics::Float(WeightStorage::Int8PerChannel),
+            Precision::F16Weights => Numerics::Float(WeightStorage::F16),
+            Precision::F16 => Numerics::F16,
+            Precision::Int8 => {
+                let chosen =
+                    calibrate::spread_over_patients(&pool, self.calibration.calibration_images);
+                if chosen.is_empty() {
+                    bail!("int8 needs calibration images from training patients; none were given (pass --data)");
+                }
+                let ranges =
+                    calibrate::calibrate(self.model, &chosen, self.calibration.method(), &device)?;
+                let patients = calibrate::patients_of(chosen.iter().map(|i| &i.sample));
+                tracing::info!(
+                    "int8 calibration on {} images of {} patients: input [{:.3}, {:.3}], ReLU maxima {:?}",
+                    chosen.len(),
+                    patients.len(),
+                    ranges.input.0,
+                    ranges.input.1,
+                    ranges.conv_max
+                );
+                calibration_note = json!({"ranges": ranges, "patients": patients});
+                Numerics::Int8(ranges)
+            }
+        };
+        let bytes = export::onnx_as(self.model, &doc, &numerics)?;
+        let mut metrics = self.base.metrics.clone();
+        if precision != Precision::F32 && !compared.is_empty() {
+            let check = self.check(&bytes, precision, out, &compared)?;
+            tracing::info!(
+                "{} against f32 on {} images of {} patients: labels agree on {:.1}%, max |dp| {:.2e}, balanced accuracy {:.3} (f32 {:.3})",
+                precision.name(),
+                check.images,
+                check.patients,
+                check.label_agreement * 100.0,
+                check.max_abs_diff,
+                check.balanced_accuracy,
+                check.balanced_accuracy_f32
+            );
+            let held_out = !self.held_out.is_empty();
+            if let serde_json::Value::Object(m) = &mut metrics {
+                m.insert(
+                    "precision_check".into(),
+                    json!({
+                        "against_f32": check,
+                        "patients": calibrate::patients_of(compared.iter().map(|i| &i.sample)),
+                        "held_out": held_out,
+                        "note": if held_out {
+                            "patients the network never trained on and calibration never saw"
+                        } else {
+                            "patients calibration never saw; the network trained on them, so the accuracies are not held-out figures"
+                        },
+                    }),
+                );
+            }
+        }
+        if let (serde_json::Value::Object(m), false) = (&mut metrics, calibration_note.is_null()) {
+            m.insert("calibration".into(), calibration_note);
+        }
+        let card = export::write_model(
+            &bytes,
+            out,
+            self.head,
+            CardInfo {
+                name: self.base.name.clone(),
+                precision: precision.name().into(),
+                threshold: self.base.threshold,
+                uncertain_band: self.base.uncertain_band,
+                split_seed: self.base.split_seed,
+                training: self.base.training.clone(),
+                metrics,
+            },
+        )?;
+        eprintln!(
+            "wrote {} ({}, {:.1} MB)",
+            out.display(),
+            precision.name(),
+            card.size_bytes as f64 / 1e6
+        );
+        Ok(card)
     }
-    let doc = format!(
-        "histoscreen AlexNet, benign vs malignant, {} weights",
-        args.precision.name()
-    );
-    let bytes = export::onnx_with(&model, &doc, args.precision.storage())?;
-    // The training run's decision rule, or the trainer's defaults without its card.
-    let threshold = base.as_ref().map_or(0.5, |c| c.threshold);
-    let uncertain_band = base.as_ref().map_or(0.1, |c| c.uncertain_band);
-    let mut metrics = base.as_ref().map_or(json!({}), |c| c.metrics.clone());
-    if let Some(data) = &args.data {
-        // The f32 reference goes through a file as well, so both sides take the device's path.
-        let parent = args
-            .out
+
+    /// Runs the f32 file and the variant through the edge's runner, both from disk, so both
+    /// take the device's path.
+    fn check(
+        &self,
+        variant: &[u8],
+        precision: Precision,
+        out: &Path,
+        compared: &[&LoadedImage],
+    ) -> Result<PrecisionCheck> {
+        let parent = out
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("{}: cannot create folder", parent.display()))?;
         let scratch = tempfile::Builder::new()
             .prefix(".histoscreen-export-")
             .tempdir_in(parent)
@@ -148,62 +265,102 @@ pub fn export_command(args: &ExportArgs) -> Result<ModelCard> {
         let info = |precision: &str| CardInfo {
             name: "comparison".into(),
             precision: precision.into(),
-            threshold,
-            uncertain_band,
+            threshold: self.base.threshold,
+            uncertain_band: self.base.uncertain_band,
             split_seed: None,
             training: json!({}),
             metrics: json!({}),
         };
+        let doc = "histoscreen AlexNet, f32 reference";
         export::write_model(
-            &export::onnx_f32(&model, &doc)?,
+            &export::onnx_f32(self.model, doc)?,
             &f32_path,
-            state.head,
+            self.head,
             info("f32"),
         )?;
-        export::write_model(
-            &bytes,
-            &variant_path,
-            state.head,
-            info(args.precision.name()),
-        )?;
-        let check = compare(&f32_path, &variant_path, data)?;
-        tracing::info!(
-            "{} against f32 on {} images: labels agree on {:.1}%, max |dp| {:.2e}, balanced accuracy {:.3} (f32 {:.3})",
-            args.precision.name(),
-            check.images,
-            check.label_agreement * 100.0,
-            check.max_abs_diff,
-            check.balanced_accuracy,
-            check.balanced_accuracy_f32
-        );
-        if let serde_json::Value::Object(m) = &mut metrics {
-            m.insert(
-                "precision_check".into(),
-                json!({"data": data.display().to_string(), "against_f32": check}),
-            );
-        }
+        export::write_model(variant, &variant_path, self.head, info(precision.name()))?;
+        let samples: Vec<&Sample> = compared.iter().map(|i| &i.sample).collect();
+        compare(&f32_path, &variant_path, &samples)
     }
-    let card = export::write_model(
-        &bytes,
-        &args.out,
-        state.head,
-        CardInfo {
+}
+
+/// The card of the `train` run the checkpoint belongs to, when it sits beside it.
+fn training_card(checkpoint_dir: &Path) -> Option<ModelCard> {
+    let card = checkpoint_dir.parent()?.join("model.json");
+    ModelCard::load(&card).ok()
+}
+
+pub fn export_command(args: &ExportArgs) -> Result<ModelCard> {
+    if args.precision == Precision::Int8 && args.data.is_none() {
+        bail!("--precision int8 needs --data: its activation ranges are calibrated on training images");
+    }
+    let loaded = match &args.data {
+        Some(data) => {
+            let ds = Dataset::scan(data, &[])?;
+            let (loaded, rejected) = images::load(&ds.samples);
+            for r in &rejected {
+                tracing::warn!("{}: skipped ({})", r.path.display(), r.reason);
+            }
+            loaded
+        }
+        None => Vec::new(),
+    };
+    let refs: Vec<&LoadedImage> = loaded.iter().collect();
+    let mut cards = export_variants(
+        &args.checkpoint,
+        &[(args.precision, args.out.clone())],
+        &refs,
+        &args.calibration,
+    )?;
+    Ok(cards.remove(0))
+}
+
+/// Writes each `(precision, file)` of a checkpoint's predict network, calibrating and checking
+/// on `images`.
+pub fn export_variants(
+    checkpoint_path: &Path,
+    outputs: &[(Precision, PathBuf)],
+    images: &[&LoadedImage],
+    calibration: &CalibrationArgs,
+) -> Result<Vec<ModelCard>> {
+    let device = train::device();
+    let (model, state) = checkpoint::load_predict_model(checkpoint_path, &device)?;
+    let dir = checkpoint::locate(checkpoint_path);
+    let base = training_card(&dir);
+    if base.is_none() {
+        tracing::warn!(
+            "{}: no model.json of the training run beside the checkpoint; the card gets threshold 0.5 and no metrics",
+            dir.display()
+        );
+    }
+    // The predict network is the newest run's. With no run in progress and a single finished
+    // one, that is a hold-out run, whose test patients the network never saw; a network
+    // trained on every patient (k-fold's final model, --val-fraction 0) has no such patients.
+    let held_out: BTreeSet<String> = match (&state.current, state.completed.as_slice()) {
+        (None, [only]) => only.report.test_patients.iter().cloned().collect(),
+        _ => BTreeSet::new(),
+    };
+    let variants = Variants {
+        model: &model,
+        head: state.head,
+        images,
+        held_out,
+        calibration: calibration.clone(),
+        base: CardInfo {
             name: base
                 .as_ref()
                 .map_or_else(|| "histoscreen-alexnet".to_string(), |c| c.name.clone()),
-            precision: args.precision.name().into(),
-            threshold,
-            uncertain_band,
+            precision: String::new(),
+            // The training run's decision rule, or the trainer's defaults without its card.
+            threshold: base.as_ref().map_or(0.5, |c| c.threshold),
+            uncertain_band: base.as_ref().map_or(0.1, |c| c.uncertain_band),
             split_seed: base.as_ref().and_then(|c| c.split_seed),
             training: base.as_ref().map_or(json!({}), |c| c.training.clone()),
-            metrics,
+            metrics: base.as_ref().map_or(json!({}), |c| c.metrics.clone()),
         },
-    )?;
-    eprintln!(
-        "wrote {} ({}, {:.1} MB)",
-        args.out.display(),
-        args.precision.name(),
-        card.size_bytes as f64 / 1e6
-    );
-    Ok(card)
+    };
+    outputs
+        .iter()
+        .map(|(precision, out)| variants.write(*precision, out))
+        .collect()
 }

@@ -118,6 +118,12 @@ pub struct TrainArgs {
     /// Continue the interrupted run whose checkpoint is in `--out` (same arguments required).
     #[arg(long)]
     pub resume: bool,
+    /// Also write these precisions beside model.onnx (model-int8.onnx, model-f16.onnx, ...),
+    /// each checked against f32 on patients its calibration never saw; comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub export: Vec<crate::checkpoint_export::Precision>,
+    #[command(flatten)]
+    pub calibration: crate::checkpoint_export::CalibrationArgs,
 }
 
 #[derive(Debug, Clone, Args)]

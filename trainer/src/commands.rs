@@ -12,6 +12,7 @@ use histoscreen_edge::fsutil::write_atomic;
 use histoscreen_edge::run::shutdown::StopFlag;
 
 use crate::checkpoint::{Checkpointer, Completed};
+use crate::checkpoint_export::Precision;
 use crate::cli::{Cli, Command, DataArgs, EvalArgs, TrainArgs};
 use crate::dataset::{Dataset, Rejected, Sample, Summary};
 use crate::eval::{self, Evaluation};
@@ -498,6 +499,16 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
     // output folder that can no longer be written fails the run.
     let files = crate::report::write_report(&report, &args.out)?;
     checkpointer.finish()?;
+    let variants: Vec<_> = args
+        .export
+        .iter()
+        .filter(|&&p| p != Precision::F32)
+        .map(|&p| (p, args.out.join(p.file_name())))
+        .collect();
+    if !variants.is_empty() {
+        let refs: Vec<&LoadedImage> = images.iter().collect();
+        crate::checkpoint_export::export_variants(&args.out, &variants, &refs, &args.calibration)?;
+    }
     tracing::info!(
         "report: {}",
         files

@@ -14,7 +14,8 @@ use histoscreen_edge::fsutil::write_atomic;
 
 use crate::model::{AlexNet, Head};
 use crate::onnx_export::{
-    self, AlexNetWeights, Array, ConvWeights, DenseWeights, ExportOptions, HeadWeights,
+    self, AlexNetWeights, Array, ConvWeights, DenseWeights, ExportOptions, HeadWeights, Numerics,
+    WeightStorage,
 };
 
 fn array<const D: usize>(t: &Tensor<D>) -> Array {
@@ -139,16 +140,12 @@ pub fn write_model(
 
 /// f32 ONNX bytes of `model`.
 pub fn onnx_f32(model: &AlexNet, doc: &str) -> Result<Vec<u8>> {
-    onnx_with(model, doc, onnx_export::WeightStorage::F32)
+    onnx_as(model, doc, &Numerics::Float(WeightStorage::F32))
 }
 
-/// ONNX bytes of `model` with its weights stored as `storage` (computation stays f32).
-pub fn onnx_with(
-    model: &AlexNet,
-    doc: &str,
-    storage: onnx_export::WeightStorage,
-) -> Result<Vec<u8>> {
-    onnx_export::alexnet_to_onnx_with(
+/// ONNX bytes of `model` computing in `numerics`.
+pub fn onnx_as(model: &AlexNet, doc: &str, numerics: &Numerics) -> Result<Vec<u8>> {
+    onnx_export::alexnet_to_onnx_as(
         &weights_of(model),
         &ExportOptions {
             graph_name: "histoscreen-alexnet".into(),
@@ -158,6 +155,6 @@ pub fn onnx_with(
                 format!("histoscreen-train {}", env!("CARGO_PKG_VERSION")),
             )],
         },
-        storage,
+        numerics,
     )
 }

@@ -2,6 +2,7 @@
 //! never saw, and exports ONNX models for `histoscreen-edge`.
 
 pub mod augment;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod checkpoint_export;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod images;
 pub mod metrics;
 pub mod model;
 pub mod onnx_export;
+pub mod onnx_int8;
 pub mod predict;
 pub mod report;
 pub mod settings;

@@ -151,19 +151,27 @@ impl AlexNet {
         x
     }
 
-    /// Global-average-pooled output of every convolution (after its ReLU), `[N, channels]`
-    /// each: mid-level texture features next to the last layer's.
-    pub fn pooled_levels(&self, x: Tensor<4>) -> Vec<Tensor<2>> {
+    /// The output of every convolution after its ReLU (before any pooling), in order.
+    pub fn activations(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         let mut x = x;
         let mut out = Vec::with_capacity(self.features.len());
         for (i, conv) in self.features.iter().enumerate() {
             x = relu(conv.forward(x));
-            out.push(Self::pool_features(x.clone()));
+            out.push(x.clone());
             if matches!(i, 0 | 1 | 4) {
                 x = self.pool.forward(x);
             }
         }
         out
+    }
+
+    /// Global-average-pooled output of every convolution (after its ReLU), `[N, channels]`
+    /// each: mid-level texture features next to the last layer's.
+    pub fn pooled_levels(&self, x: Tensor<4>) -> Vec<Tensor<2>> {
+        self.activations(x)
+            .into_iter()
+            .map(Self::pool_features)
+            .collect()
     }
 
     /// Logits `[N, 2]` from a feature map.

@@ -4,7 +4,7 @@
 //! differently (image size vs. model size) and are optimised differently.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
@@ -12,13 +12,18 @@ use serde::Serialize;
 
 use crate::error::EdgeError;
 use crate::model::{LoadOptions, Model, OpTime};
-use crate::{paths, preprocess};
+use crate::{paths, preprocess, variants};
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["model", "model_dir"])))]
 pub struct BenchArgs {
     /// ONNX model; its card must sit beside it.
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
+    /// Benchmark every precision variant in this folder (one table row each), and show which
+    /// one `--precision auto` would take on this CPU and why not the others.
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
     /// Timed iterations.
     #[arg(long, default_value_t = 50)]
     iterations: usize,
@@ -79,13 +84,18 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     if args.iterations == 0 {
         return Err(EdgeError::Usage("--iterations must be at least 1".into()));
     }
+    let model_path = match (&args.model, &args.model_dir) {
+        (Some(m), _) => m.clone(),
+        (None, Some(dir)) => return variants_table(args, dir, out),
+        (None, None) => unreachable!("clap requires --model or --model-dir"),
+    };
     let image_path = args
         .image
         .clone()
         .unwrap_or_else(paths::default_bench_image);
     let img = preprocess::load_image(&image_path)?;
     let model = Model::load_with(
-        &args.model,
+        &model_path,
         &LoadOptions {
             threads: args.threads,
             ..LoadOptions::default()
@@ -124,7 +134,7 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     let (peak_rss_mib, rss_mib) = memory_mib();
     let t = model.timings();
     let report = BenchReport {
-        model: args.model.display().to_string(),
+        model: model_path.display().to_string(),
         image: image_path.display().to_string(),
         threads: model.threads(),
         iterations: args.iterations,
@@ -151,6 +161,88 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         crate::fsutil::write_atomic(file, text.as_bytes())?;
     }
     super::emit(None, table(&report).as_bytes(), out)?;
+    Ok(0)
+}
+
+/// `bench --model-dir`: every variant timed on this CPU, with its recorded accuracy against
+/// f32, the kernels tract chose, and what `--precision auto` makes of it.
+fn variants_table(args: &BenchArgs, dir: &Path, out: &mut dyn Write) -> Result<i32, EdgeError> {
+    let found = variants::find(dir)?;
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut timer = variants::WallClock::new(threads, args.warmup, args.image.as_deref())?;
+    let tol = variants::Tolerance::default();
+    let rows = variants::survey(&found, &tol, &mut timer, args.iterations, true);
+    let pick = variants::fastest(&rows).cloned();
+    let reference = rows.iter().find(|r| r.precision == "f32");
+    let mut s = format!(
+        "model dir    {}\ncpu          {}\nthreads      {threads}   runs {} per variant (+{} warmup; median shown)\n\n",
+        dir.display(),
+        variants::cpu_description(),
+        args.iterations,
+        args.warmup
+    );
+    let w = rows
+        .iter()
+        .map(|r| r.file.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    s.push_str(&format!(
+        "{:<w$} {:<13} {:>8} {:>6} {:>10} {:>7} {:>7} {:>7}  {}\n",
+        "file", "precision", "MB", "size", "median ms", "time", "agree", "d bal", "kernels"
+    ));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    };
+    for r in &rows {
+        s.push_str(&format!(
+            "{:<w$} {:<13} {:>8.2} {:>6} {:>10} {:>7} {:>7} {:>7}  {}\n",
+            r.file,
+            r.precision,
+            r.size_bytes as f64 / 1e6,
+            ratio(
+                Some(r.size_bytes as f64),
+                reference.map(|f| f.size_bytes as f64)
+            ),
+            r.ms.map_or("-".into(), |m| format!("{m:.2}")),
+            ratio(r.ms, reference.and_then(|f| f.ms)),
+            r.agreement
+                .map_or("-".into(), |a| format!("{:.1}%", a * 100.0)),
+            r.balanced_accuracy_change
+                .map_or("-".into(), |d| format!("{:+.3}", d)),
+            if r.kernels.is_empty() {
+                "-".to_string()
+            } else {
+                r.kernels.join(",")
+            }
+        ));
+    }
+    s.push('\n');
+    for r in &rows {
+        let verdict = match &pick {
+            Some(p) if p.file == r.file => "auto takes it: fastest within tolerance".to_string(),
+            p => variants::rejection(r, p.as_ref()),
+        };
+        s.push_str(&format!("{:<w$} {verdict}\n", r.file));
+    }
+    if let Some(file) = &args.json {
+        let mut text = serde_json::to_string_pretty(&serde_json::json!({
+            "model_dir": dir.display().to_string(),
+            "cpu": variants::cpu_description(),
+            "threads": threads,
+            "runs": args.iterations,
+            "variants": rows,
+            "auto": pick.as_ref().map(|p| p.file.clone()),
+        }))
+        .map_err(|e| EdgeError::Usage(format!("cannot serialise report: {e}")))?;
+        text.push('\n');
+        crate::fsutil::write_atomic(file, text.as_bytes())?;
+    }
+    super::emit(None, s.as_bytes(), out)?;
     Ok(0)
 }
 

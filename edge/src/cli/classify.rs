@@ -19,9 +19,8 @@ pub enum Format {
 
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
-    /// ONNX model; its card (same name, .json) must sit beside it.
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: crate::variants::ModelArgs,
     /// Image files and/or folders (searched recursively for png/jpg/jpeg/tif/tiff).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -46,8 +45,9 @@ pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     // Gather inputs before loading the model so a typo in a folder name fails
     // fast, without paying for model optimisation.
     let inputs = paths::expand_inputs(&args.paths)?;
+    let model_path = args.model.resolve(args.threads, None)?;
     let model = Model::load_with(
-        &args.model,
+        &model_path,
         &LoadOptions {
             threads: args.threads,
             ..LoadOptions::default()

@@ -43,10 +43,9 @@ const FAKE_BAND: f32 = 0.1;
 /// Arguments of `run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// ONNX model, its card `<name>.json` beside it [default: the
-    /// workspace's models/histoscreen-alexnet-compact.onnx].
-    #[arg(long, value_name = "ONNX")]
-    pub model: Option<PathBuf>,
+    /// The model [default: the workspace's models/histoscreen-alexnet-compact.onnx].
+    #[command(flatten)]
+    pub model: crate::variants::ModelArgs,
     /// Frames from camera:/dev/videoN, dir:FOLDER_OR_GLOB (recursive,
     /// sorted) or file:IMAGE.
     #[arg(long, value_name = "SPEC", default_value = "camera:/dev/video0")]
@@ -158,10 +157,12 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
     }
     let mut sink = open_signals(args, pins, out)?;
 
-    let model_path = args
-        .model
-        .clone()
-        .unwrap_or_else(crate::paths::default_model);
+    let model_path = if args.fake_scores.is_some() {
+        PathBuf::new()
+    } else {
+        args.model
+            .resolve(args.threads, Some(crate::paths::default_model()))?
+    };
     let model: Model;
     let (mut classifier, threshold, band): (Box<dyn Classifier + '_>, f32, f32) =
         if let Some(list) = &args.fake_scores {
