@@ -273,19 +273,25 @@ impl Model {
         Ok(out)
     }
 
-    /// Preprocess with the card's input spec, predict and label one image.
-    pub fn classify(&self, img: &RgbImage) -> Result<Prediction, EdgeError> {
-        let t0 = Instant::now();
+    /// `img` resized, cropped and normalised as the card says, into `out` (CHW,
+    /// [`Model::image_len`] values).
+    pub fn preprocess_into(&self, img: &RgbImage, out: &mut [f32]) {
         let spec = &self.card.input;
-        let mut chw = vec![0f32; self.image_len()];
         preprocess::preprocess_with(
             img,
             spec.resize_shorter_side,
             spec.crop,
             spec.mean,
             spec.std,
-            &mut chw,
+            out,
         );
+    }
+
+    /// Preprocess with the card's input spec, predict and label one image.
+    pub fn classify(&self, img: &RgbImage) -> Result<Prediction, EdgeError> {
+        let t0 = Instant::now();
+        let mut chw = vec![0f32; self.image_len()];
+        self.preprocess_into(img, &mut chw);
         let preprocess_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         let probs = self.predict(&chw)?;

@@ -140,25 +140,42 @@ impl Default for Tolerance {
     }
 }
 
+/// The trainer's check of a variant against f32, as its card records it.
+#[derive(Debug, Clone, Copy, Default)]
+struct RecordedCheck {
+    agreement: Option<f64>,
+    balanced_accuracy: Option<f64>,
+    balanced_accuracy_f32: Option<f64>,
+}
+
+/// `None` when the card has no check at all.
+fn recorded_check(card: &ModelCard) -> Option<RecordedCheck> {
+    let check = card
+        .metrics
+        .get("precision_check")
+        .and_then(|c| c.get("against_f32"))?;
+    let number = |k: &str| check.get(k).and_then(serde_json::Value::as_f64);
+    Some(RecordedCheck {
+        agreement: number("label_agreement"),
+        balanced_accuracy: number("balanced_accuracy"),
+        balanced_accuracy_f32: number("balanced_accuracy_f32"),
+    })
+}
+
 /// Why the card says this variant may not stand in for f32; `None` when it may.
 pub fn accuracy_rejection(card: &ModelCard, tol: &Tolerance) -> Option<String> {
     if card.precision == "f32" {
         return None;
     }
-    let Some(check) = card
-        .metrics
-        .get("precision_check")
-        .and_then(|c| c.get("against_f32"))
-    else {
+    let Some(check) = recorded_check(card) else {
         return Some(
             "its card records no accuracy check against f32 (export it with --data)".into(),
         );
     };
-    let number = |k: &str| check.get(k).and_then(serde_json::Value::as_f64);
     let (Some(agree), Some(bal), Some(bal_f32)) = (
-        number("label_agreement"),
-        number("balanced_accuracy"),
-        number("balanced_accuracy_f32"),
+        check.agreement,
+        check.balanced_accuracy,
+        check.balanced_accuracy_f32,
     ) else {
         return Some("its card's accuracy check against f32 is incomplete".into());
     };
@@ -236,16 +253,8 @@ impl Timer for WallClock {
             self.models.insert(variant.path.clone(), model);
         }
         let model = &self.models[&variant.path];
-        let spec = &model.card().input;
         let mut chw = vec![0f32; model.image_len()];
-        preprocess::preprocess_with(
-            &self.image,
-            spec.resize_shorter_side,
-            spec.crop,
-            spec.mean,
-            spec.std,
-            &mut chw,
-        );
+        model.preprocess_into(&self.image, &mut chw);
         let mut runs_ms = Vec::with_capacity(runs);
         for _ in 0..runs {
             let t = Instant::now();
@@ -307,16 +316,7 @@ pub fn survey(
     let mut best: Option<(f64, String)> = None;
     let mut rows = Vec::with_capacity(variants.len());
     for v in variants {
-        let check = v
-            .card
-            .metrics
-            .get("precision_check")
-            .and_then(|c| c.get("against_f32"));
-        let number = |k: &str| {
-            check
-                .and_then(|c| c.get(k))
-                .and_then(serde_json::Value::as_f64)
-        };
+        let check = recorded_check(&v.card).unwrap_or_default();
         let mut row = Row {
             file: v.file_name(),
             precision: v.card.precision.clone(),
@@ -324,9 +324,10 @@ pub fn survey(
             ms: None,
             runs: 0,
             kernels: Vec::new(),
-            agreement: number("label_agreement"),
-            balanced_accuracy_change: number("balanced_accuracy")
-                .zip(number("balanced_accuracy_f32"))
+            agreement: check.agreement,
+            balanced_accuracy_change: check
+                .balanced_accuracy
+                .zip(check.balanced_accuracy_f32)
                 .map(|(b, f)| b - f),
             accuracy_rejection: accuracy_rejection(&v.card, tol),
             speed_note: None,

@@ -3,6 +3,7 @@
 //! the edge's own runner on patients its calibration never saw. `export --checkpoint` and
 //! `train --export` both come here.
 
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ pub use histoscreen_edge::card::Precision;
 use crate::calibrate;
 use crate::checkpoint;
 use crate::dataset::{Dataset, Sample};
-use crate::eval;
+use crate::eval::{self, Evaluation};
 use crate::export::{self, CardInfo};
 use crate::images::{self, LoadedImage};
 use crate::model::{AlexNet, Head};
@@ -94,6 +95,9 @@ pub struct Variants<'a> {
     pub calibration: CalibrationArgs,
     /// The training run's card fields, copied into every variant's card.
     pub base: CardInfo,
+    /// The f32 file's scores on the compared images, computed for the first variant checked
+    /// and shared by the others.
+    pub reference: OnceCell<Evaluation>,
 }
 
 /// Calibration pool and comparison set: held-out patients are compared, the rest calibrate.
@@ -123,8 +127,7 @@ fn partition<'a>(
         .partition(|i| !compare.contains(&i.sample.patient))
 }
 
-fn compare(f32_model: &Path, variant: &Path, samples: &[&Sample]) -> Result<PrecisionCheck> {
-    let reference = eval::evaluate(&eval::load_model(f32_model)?, samples);
+fn compare(reference: &Evaluation, variant: &Path, samples: &[&Sample]) -> Result<PrecisionCheck> {
     let got = eval::evaluate(&eval::load_model(variant)?, samples);
     anyhow::ensure!(
         !reference.results.is_empty() && reference.results.len() == got.results.len(),
@@ -260,8 +263,6 @@ impl Variants<'_> {
             .prefix(".histoscreen-export-")
             .tempdir_in(parent)
             .with_context(|| format!("{}: cannot write here", parent.display()))?;
-        let f32_path = scratch.path().join("f32.onnx");
-        let variant_path = scratch.path().join("variant.onnx");
         let info = |precision: &str| CardInfo {
             name: "comparison".into(),
             precision: precision.into(),
@@ -271,16 +272,25 @@ impl Variants<'_> {
             training: json!({}),
             metrics: json!({}),
         };
-        let doc = "histoscreen AlexNet, f32 reference";
-        export::write_model(
-            &export::onnx_f32(self.model, doc)?,
-            &f32_path,
-            self.head,
-            info("f32"),
-        )?;
-        export::write_model(variant, &variant_path, self.head, info(precision.name()))?;
         let samples: Vec<&Sample> = compared.iter().map(|i| &i.sample).collect();
-        compare(&f32_path, &variant_path, &samples)
+        let reference = match self.reference.get() {
+            Some(r) => r,
+            None => {
+                let f32_path = scratch.path().join("f32.onnx");
+                let doc = "histoscreen AlexNet, f32 reference";
+                export::write_model(
+                    &export::onnx_f32(self.model, doc)?,
+                    &f32_path,
+                    self.head,
+                    info("f32"),
+                )?;
+                let r = eval::evaluate(&eval::load_model(&f32_path)?, &samples);
+                self.reference.get_or_init(|| r)
+            }
+        };
+        let variant_path = scratch.path().join("variant.onnx");
+        export::write_model(variant, &variant_path, self.head, info(precision.name()))?;
+        compare(reference, &variant_path, &samples)
     }
 }
 
@@ -358,6 +368,7 @@ pub fn export_variants(
             training: base.as_ref().map_or(json!({}), |c| c.training.clone()),
             metrics: base.as_ref().map_or(json!({}), |c| c.metrics.clone()),
         },
+        reference: OnceCell::new(),
     };
     outputs
         .iter()

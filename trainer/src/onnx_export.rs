@@ -526,6 +526,25 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// Adds `a` quantized per output channel as `{name}.int8` and its scales as
+    /// `{name}.scale`; returns both names and the scales.
+    pub(crate) fn int8_weight(&mut self, name: &str, a: &Array) -> (String, String, Vec<f32>) {
+        let (q, scales) = quantize_per_channel(a);
+        let q_name = self.constant(raw_tensor(
+            &format!("{name}.int8"),
+            &a.shape,
+            DataType::Int8,
+            q.iter().map(|&v| v as u8).collect(),
+        ));
+        let scale_name = self.constant(raw_tensor(
+            &format!("{name}.scale"),
+            &[a.shape[0]],
+            DataType::Float,
+            scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        ));
+        (q_name, scale_name, scales)
+    }
+
     /// Stores a weight in the selected format and returns the name of an `f32` tensor holding
     /// it (the initializer itself, or the output of the node that expands it).
     fn weight(&mut self, name: &str, a: &Array) -> String {
@@ -538,25 +557,9 @@ impl GraphBuilder {
                 self.initializers.push(tensor_f32(name, a));
             }
             WeightStorage::Int8PerChannel => {
-                let (q, scales) = quantize_per_channel(a);
-                let (qn, sn, zn) = (
-                    format!("{name}.int8"),
-                    format!("{name}.scale"),
-                    format!("{name}.zero_point"),
-                );
+                let (qn, sn, _) = self.int8_weight(name, a);
+                let zn = format!("{name}.zero_point");
                 let channels = a.shape[0];
-                self.initializers.push(raw_tensor(
-                    &qn,
-                    &a.shape,
-                    DataType::Int8,
-                    q.iter().map(|&v| v as u8).collect(),
-                ));
-                self.initializers.push(raw_tensor(
-                    &sn,
-                    &[channels],
-                    DataType::Float,
-                    scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-                ));
                 // Explicit int8 zero points: the default zero point is uint8, and runtimes
                 // disagree on whether it may then be combined with int8 data.
                 self.initializers.push(raw_tensor(

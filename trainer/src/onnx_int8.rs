@@ -12,7 +12,7 @@ use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tract_onnx::pb::tensor_proto::DataType;
 
-use crate::onnx_export::{quantize_per_channel, raw_tensor, ConvWeights, GraphBuilder, CONVS};
+use crate::onnx_export::{raw_tensor, ConvWeights, GraphBuilder, CONVS};
 
 /// How an activation range is read from the calibration values.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -157,19 +157,7 @@ pub(crate) fn quantized_features(
     for (i, (c, spec)) in convs.iter().zip(&CONVS).enumerate() {
         let n = i + 1;
         let prefix = format!("features.{}", spec.torch_index);
-        let (q, w_scales) = quantize_per_channel(&c.weight);
-        let w = g.constant(raw_tensor(
-            &format!("{prefix}.weight.int8"),
-            &c.weight.shape,
-            DataType::Int8,
-            q.iter().map(|&v| v as u8).collect(),
-        ));
-        let w_scale = g.constant(raw_tensor(
-            &format!("{prefix}.weight.scale"),
-            &[spec.out_ch],
-            DataType::Float,
-            w_scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-        ));
+        let (w, w_scale, w_scales) = g.int8_weight(&format!("{prefix}.weight"), &c.weight);
         // The bias joins the int32 sums, so it takes their scale: input scale x weight scale.
         let bias: Vec<u8> = c
             .bias

@@ -101,7 +101,6 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
             ..LoadOptions::default()
         },
     )?;
-    let spec = model.card().input.clone();
     let mut chw = vec![0f32; model.image_len()];
     let mut pre = Vec::with_capacity(args.iterations);
     let mut inf = Vec::with_capacity(args.iterations);
@@ -109,14 +108,7 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     let mut measured_s = 0.0;
     for i in 0..args.warmup + args.iterations {
         let t0 = Instant::now();
-        preprocess::preprocess_with(
-            &img,
-            spec.resize_shorter_side,
-            spec.crop,
-            spec.mean,
-            spec.std,
-            &mut chw,
-        );
+        model.preprocess_into(&img, &mut chw);
         let t1 = Instant::now();
         let probs = model.predict(&chw)?;
         let t2 = Instant::now();

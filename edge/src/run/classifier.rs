@@ -8,7 +8,6 @@ use image::RgbImage;
 
 use super::event_log::TileMap;
 use crate::model::Model;
-use crate::preprocess;
 
 /// Scores for one frame.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,7 +95,6 @@ impl<'m> Tiled<'m> {
 impl Classifier for Tiled<'_> {
     fn classify_frame(&mut self, img: &RgbImage) -> Result<FrameScore> {
         let t0 = Instant::now();
-        let spec = &self.model.card().input;
         let (cols, rows, origins) = tile_origins(img.width(), img.height(), self.tile);
         let per = self.model.image_len();
         // Reused across frames: a multi-hour run must not churn the allocator.
@@ -105,14 +103,7 @@ impl Classifier for Tiled<'_> {
             let w = self.tile.min(img.width());
             let h = self.tile.min(img.height());
             let tile = image::imageops::crop_imm(img, x, y, w, h).to_image();
-            preprocess::preprocess_with(
-                &tile,
-                spec.resize_shorter_side,
-                spec.crop,
-                spec.mean,
-                spec.std,
-                out,
-            );
+            self.model.preprocess_into(&tile, out);
         }
         let preprocess_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
