@@ -177,11 +177,12 @@ tract_env_for() {
 
 # --- 2. build ---------------------------------------------------------------------------------
 
-# One `cargo test --no-run` builds the binary (for the integration tests) and every test with
-# a single feature resolution: a separate `cargo build` would resolve without the
-# dev-dependencies and compile the whole tract stack a second time.
+# One `cargo test --no-run` builds the binary and the unit tests with a single feature
+# resolution: a separate `cargo build` would resolve without the dev-dependencies and compile
+# the whole tract stack a second time. Cargo builds the binary for integration tests, so one
+# small integration test is named; the others run on x86 only and would cost a link each.
 build_edge() {
-    xcargo test --no-run --target $TRIPLE --profile "$PROFILE" --tests
+    xcargo test --no-run --target $TRIPLE --profile "$PROFILE" --lib --test fsutil
     # The trainer's framework must never reach the device build.
     if xcargo tree --target $TRIPLE -e normal,build --prefix none | grep -E '^burn'; then
         die "the edge's dependency tree for $TRIPLE contains burn"
@@ -278,6 +279,21 @@ classify_arm() {
     jsonl_to_tsv <"$OUT/$cpu.jsonl" >"$OUT/$cpu.tsv"
 }
 
+# The emulated CPUs run side by side: each qemu is single-threaded (--threads 1).
+classify_arm_all() {
+    local cpu pids=() failed=0
+    for cpu in $CPUS; do
+        classify_arm "$cpu" >"$OUT/$cpu.summary" 2>&1 &
+        pids+=($!)
+    done
+    for cpu in $CPUS; do
+        wait "${pids[0]}" || failed=1
+        pids=("${pids[@]:1}")
+        cat "$OUT/$cpu.summary"
+    done
+    [ $failed = 0 ] || die "aarch64 classify failed for $(basename "$MODEL")"
+}
+
 compare() {
     local files=() cpu
     for cpu in $CPUS; do files+=("$OUT/$cpu.tsv"); done
@@ -322,9 +338,7 @@ for MODEL in "${MODELS[@]}"; do
     OUT=$WORK/$name
     mkdir -p "$OUT"
     stage "classify x86 $name" classify_x86
-    for cpu in $CPUS; do
-        stage "classify aarch64 $cpu $name" classify_arm "$cpu"
-    done
+    stage "classify aarch64 ($CPUS) $name" classify_arm_all
     echo "--- $name (tolerance $TOL)"
     if ! compare | tee "$OUT/parity.txt"; then status=1; fi
     overall=$(awk -v a="$overall" -F= '/^max_abs_diff=/ { b = $2 + 0; print (b > a ? b : a); found = 1 } END { if (!found) print a }' "$OUT/parity.txt")
