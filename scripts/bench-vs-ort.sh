@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Compare histoscreen-edge (tract) inference latency with ONNX Runtime on the
 # same ONNX file, the same preprocessed input and the same machine, at 1 and 2
-# threads. Last line of output: `ratio_1t=R1 ratio_2t=R2` (edge median / ORT median).
+# threads. Last line of output: `ratio_1t=R1 ratio_2t=R2` (edge median / ORT median,
+# the median over ROUNDS alternating rounds, default 5).
 #
-#   scripts/bench-vs-ort.sh MODEL.onnx [ITERATIONS]
+#   scripts/bench-vs-ort.sh MODEL.onnx [ITERATIONS] [ROUNDS]
 #   scripts/bench-vs-ort.sh --make-alexnet OUT.onnx    # synthetic AlexNet + card
 #
 # MODEL.onnx needs its model card (MODEL.json) beside it, as exported by the
@@ -116,13 +117,14 @@ PYEOF
     exit 0
 fi
 
-MODEL="$(realpath "${1:?usage: $0 MODEL.onnx [ITERATIONS]}")"
+MODEL="$(realpath "${1:?usage: $0 MODEL.onnx [ITERATIONS] [ROUNDS]}")"
 N="${2:-50}"
+ROUNDS="${3:-5}"
 WARMUP=5
 need_venv numpy
 
-# HISTOSCREEN_BENCH_PROFILE=dev reuses a debug build (dependencies, tract
-# included, are opt-level 3 there too) on machines where a release build is slow.
+# HISTOSCREEN_BENCH_PROFILE=dev reuses a debug build on machines where a release
+# build is slow (tract-core is then at opt-level 0: the figures are not comparable).
 PROFILE="${HISTOSCREEN_BENCH_PROFILE:-release}"
 (cd "$ROOT" && cargo build --profile "$PROFILE" --workspace --bins --quiet)
 if [ "$PROFILE" = dev ]; then EDGE="$ROOT/target/debug/histoscreen-edge"; else EDGE="$ROOT/target/$PROFILE/histoscreen-edge"; fi
@@ -132,26 +134,31 @@ trap 'rm -rf "$WORK"' EXIT
 
 # The edge preprocesses the shared BreakHis image and saves the exact tensor it
 # feeds tract, so ORT runs on identical input.
-for t in 1 2; do
-    "$EDGE" bench --model "$MODEL" --threads "$t" --iterations "$N" --warmup "$WARMUP" \
-        --json "$WORK/edge-$t.json" --save-input "$WORK/input.f32" > "$WORK/edge-$t.txt"
-done
+"$EDGE" bench --model "$MODEL" --iterations 1 --warmup 0 --save-input "$WORK/input.f32" > /dev/null
 
-"$PY" - "$MODEL" "$WORK" "$N" "$WARMUP" <<'PYEOF'
-import json, statistics, sys, time
+# A shared machine's speed drifts by tens of percent within a minute, so the two
+# runtimes alternate: ROUNDS rounds, each timing N runs of one and then N of the
+# other (the order flips every round), and the ratio reported is the median of
+# the rounds' ratios, with their spread.
+"$PY" - "$MODEL" "$WORK" "$N" "$WARMUP" "$ROUNDS" "$EDGE" <<'PYEOF'
+import json, statistics, subprocess, sys, time
 import numpy as np
 import onnxruntime as ort
 
-model, work, n, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model, work, n, warmup, rounds, edge_bin = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 x = np.fromfile(f"{work}/input.f32", dtype="<f4").reshape(1, 3, 224, 224)
-rows, ratios = [], {}
+
+sessions = {}
 for t in (1, 2):
     so = ort.SessionOptions()
     so.intra_op_num_threads = t
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    sessions[t] = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+def time_ort(t):
+    sess = sessions[t]
     name = sess.get_inputs()[0].name
     for _ in range(warmup):
         probs = sess.run(None, {name: x})[0]
@@ -160,14 +167,33 @@ for t in (1, 2):
         t0 = time.perf_counter()
         probs = sess.run(None, {name: x})[0]
         times.append((time.perf_counter() - t0) * 1e3)
-    ort_ms = statistics.median(times)
-    edge = json.load(open(f"{work}/edge-{t}.json"))
-    edge_ms = edge["infer_ms"]["p50"]
-    ratios[t] = edge_ms / ort_ms
-    rows.append((t, ort_ms, edge_ms, edge["preprocess_ms"]["p50"], float(probs[0][1]), edge["p_malignant"]))
-print(f"model {model}  (onnxruntime {ort.__version__}, {n} runs after {warmup} warmup, median)")
-print(f"{'threads':>7}  {'ort_ms':>8}  {'edge_ms':>8}  {'ratio':>6}  {'edge_pre_ms':>11}  {'p_mal ort':>9}  {'p_mal edge':>10}")
-for t, o, e, pre, po, pe in rows:
-    print(f"{t:>7}  {o:>8.3f}  {e:>8.3f}  {e / o:>6.3f}  {pre:>11.3f}  {po:>9.5f}  {pe:>10.5f}")
+    return statistics.median(times), float(probs[0][1])
+
+def time_edge(t):
+    out = f"{work}/edge-{t}.json"
+    subprocess.run([edge_bin, "bench", "--model", model, "--threads", str(t), "--iterations", str(n),
+                    "--warmup", str(warmup), "--json", out], check=True, stdout=subprocess.DEVNULL)
+    e = json.load(open(out))
+    return e["infer_ms"]["p50"], e["preprocess_ms"]["p50"], e["p_malignant"]
+
+per = {1: [], 2: []}
+for r in range(rounds):
+    for t in (1, 2):
+        if r % 2 == 0:
+            (o, po), (e, pre, pe) = time_ort(t), time_edge(t)
+        else:
+            (e, pre, pe), (o, po) = time_edge(t), time_ort(t)
+        per[t].append((o, e, pre, po, pe))
+
+print(f"model {model}")
+print(f"onnxruntime {ort.__version__}; {rounds} rounds alternating the runtimes, each the median of {n} runs after {warmup} warmup")
+print(f"{'threads':>7}  {'ort_ms':>8}  {'edge_ms':>8}  {'ratio':>6}  {'ratio range':>13}  {'edge_pre_ms':>11}  {'p_mal ort':>9}  {'p_mal edge':>10}")
+ratios = {}
+for t in (1, 2):
+    rows = per[t]
+    rs = sorted(e / o for o, e, *_ in rows)
+    ratios[t] = statistics.median(rs)
+    med = lambda i: statistics.median(row[i] for row in rows)
+    print(f"{t:>7}  {med(0):>8.3f}  {med(1):>8.3f}  {ratios[t]:>6.3f}  {rs[0]:>6.3f}-{rs[-1]:<6.3f}  {med(2):>11.3f}  {rows[-1][3]:>9.5f}  {rows[-1][4]:>10.5f}")
 print(f"ratio_1t={ratios[1]:.3f} ratio_2t={ratios[2]:.3f}")
 PYEOF
