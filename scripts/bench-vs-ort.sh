@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Compare histoscreen-edge (tract) inference latency with ONNX Runtime on the
 # same ONNX file, the same preprocessed input and the same machine, at 1 and 2
-# threads. Last line of output: `ratio_1t=R1 ratio_2t=R2` (edge median / ORT median,
-# the median over ROUNDS alternating rounds, default 5).
+# threads. Last line of output: `ratio_1t=R1 ratio_2t=R2`: edge over ORT, the median
+# of the per-round ratios over ROUNDS alternating rounds (default 5).
 #
 #   scripts/bench-vs-ort.sh MODEL.onnx [ITERATIONS] [ROUNDS]
 #   scripts/bench-vs-ort.sh --make-alexnet OUT.onnx    # synthetic AlexNet + card
