@@ -4,7 +4,11 @@
 # threads. Last line of output: `ratio_1t=R1 ratio_2t=R2`: edge over ORT, the median
 # of the per-round ratios over ROUNDS alternating rounds (default 5).
 #
-#   scripts/bench-vs-ort.sh MODEL.onnx [ITERATIONS] [ROUNDS]
+#   scripts/bench-vs-ort.sh MODEL.onnx [ITERATIONS] [ROUNDS] [FIELD]
+#
+# FIELD (e.g. 1280x720) times the whole-field dense pass instead of one tile: the edge
+# writes the dense ONNX graph it derives from MODEL (input [1,3,H,W], output one softmax
+# row per tile) and the frame's tensor, and both runtimes run that file on that tensor.
 #   scripts/bench-vs-ort.sh --make-alexnet OUT.onnx    # synthetic AlexNet + card
 #
 # MODEL.onnx needs its model card (MODEL.json) beside it, as exported by the
@@ -120,6 +124,7 @@ fi
 MODEL="$(realpath "${1:?usage: $0 MODEL.onnx [ITERATIONS] [ROUNDS]}")"
 N="${2:-50}"
 ROUNDS="${3:-5}"
+FIELD="${4:-}"
 WARMUP=5
 need_venv numpy
 
@@ -134,19 +139,28 @@ trap 'rm -rf "$WORK"' EXIT
 
 # The edge preprocesses the shared BreakHis image and saves the exact tensor it
 # feeds tract, so ORT runs on identical input.
-"$EDGE" bench --model "$MODEL" --iterations 1 --warmup 0 --save-input "$WORK/input.f32" > /dev/null
+if [ -n "$FIELD" ]; then
+    "$EDGE" bench --model "$MODEL" --iterations 1 --warmup 0 --field "$FIELD" --dense-only \
+        --save-dense "$WORK/dense.onnx" --save-input "$WORK/input.f32" > /dev/null
+    ORT_MODEL="$WORK/dense.onnx"
+else
+    "$EDGE" bench --model "$MODEL" --iterations 1 --warmup 0 --save-input "$WORK/input.f32" > /dev/null
+    ORT_MODEL="$MODEL"
+fi
 
 # A shared machine's speed drifts by tens of percent within a minute, so the two
 # runtimes alternate: ROUNDS rounds, each timing N runs of one and then N of the
 # other (the order flips every round), and the ratio reported is the median of
 # the rounds' ratios, with their spread.
-"$PY" - "$MODEL" "$WORK" "$N" "$WARMUP" "$ROUNDS" "$EDGE" <<'PYEOF'
+"$PY" - "$MODEL" "$WORK" "$N" "$WARMUP" "$ROUNDS" "$EDGE" "$ORT_MODEL" "$FIELD" <<'PYEOF'
 import json, statistics, subprocess, sys, time
 import numpy as np
 import onnxruntime as ort
 
 model, work, n, warmup, rounds, edge_bin = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-x = np.fromfile(f"{work}/input.f32", dtype="<f4").reshape(1, 3, 224, 224)
+ort_model, field = sys.argv[7], sys.argv[8]
+w, h = (int(v) for v in field.split("x")) if field else (224, 224)
+x = np.fromfile(f"{work}/input.f32", dtype="<f4").reshape(1, 3, h, w)
 
 sessions = {}
 for t in (1, 2):
@@ -155,7 +169,7 @@ for t in (1, 2):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sessions[t] = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    sessions[t] = ort.InferenceSession(ort_model, so, providers=["CPUExecutionProvider"])
 
 def time_ort(t):
     sess = sessions[t]
@@ -167,13 +181,18 @@ def time_ort(t):
         t0 = time.perf_counter()
         probs = sess.run(None, {name: x})[0]
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), float(probs[0][1])
+    # A dense file answers one row per tile: compare the tiles' mean.
+    return statistics.median(times), float(np.mean(probs[:, 1]))
 
 def time_edge(t):
     out = f"{work}/edge-{t}.json"
+    extra = ["--field", field, "--dense-only"] if field else []
     subprocess.run([edge_bin, "bench", "--model", model, "--threads", str(t), "--iterations", str(n),
-                    "--warmup", str(warmup), "--json", out], check=True, stdout=subprocess.DEVNULL)
+                    "--warmup", str(warmup), "--json", out] + extra, check=True, stdout=subprocess.DEVNULL)
     e = json.load(open(out))
+    if field:
+        f = e["field"][0]
+        return f["dense_ms"]["p50"], e["preprocess_ms"]["p50"], f["p_mean"]
     return e["infer_ms"]["p50"], e["preprocess_ms"]["p50"], e["p_malignant"]
 
 per = {1: [], 2: []}
@@ -185,7 +204,7 @@ for r in range(rounds):
             (e, pre, pe), (o, po) = time_edge(t), time_ort(t)
         per[t].append((o, e, pre, po, pe))
 
-print(f"model {model}")
+print(f"model {model}" + (f" (dense pass, {field} frame)" if field else ""))
 print(f"onnxruntime {ort.__version__}; {rounds} rounds alternating the runtimes, each the median of {n} runs after {warmup} warmup")
 print(f"{'threads':>7}  {'ort_ms':>8}  {'edge_ms':>8}  {'ratio':>6}  {'ratio range':>13}  {'edge_pre_ms':>11}  {'p_mal ort':>9}  {'p_mal edge':>10}")
 ratios = {}

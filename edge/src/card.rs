@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{one_line, EdgeError};
+use crate::field::Aggregate;
 
 /// Card schema version this crate writes and understands.
 pub const CARD_FORMAT_VERSION: u32 = 1;
@@ -58,6 +59,40 @@ pub struct ModelCard {
     pub training: serde_json::Value,
     #[serde(default)]
     pub metrics: serde_json::Value,
+    /// Whole-field screening; absent on cards written before it (centre crop only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<FieldSpec>,
+}
+
+/// How the model screens a whole frame: the scale it was trained at and how its tiles lie.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FieldSpec {
+    /// Micrometres of tissue per pixel at the network input: frames are resampled to this.
+    pub um_per_px: f32,
+    /// Tile side in model-scale pixels (the network's input side).
+    pub tile: u32,
+    /// Step between neighbouring tiles in model-scale pixels (the trunk's total stride).
+    pub stride: u32,
+    /// How tile probabilities become the image's score.
+    pub aggregate: Aggregate,
+    /// How map cells align to frame pixels, in words, for whoever reads the card.
+    pub alignment: String,
+}
+
+impl FieldSpec {
+    /// AlexNet's 224-pixel tiles every 32 pixels (its conv1 stride 4 times three 2x max-pools).
+    pub fn alexnet(um_per_px: f32, aggregate: Aggregate) -> Self {
+        FieldSpec {
+            um_per_px,
+            tile: crate::preprocess::INPUT_SIZE,
+            stride: 32,
+            aggregate,
+            alignment: "cell (r, c) of the map is the tile x in [c*stride, c*stride+tile), \
+                        y in [r*stride, r*stride+tile) of the frame resampled to um_per_px; \
+                        rows*cols = the whole tiles that fit"
+                .into(),
+        }
+    }
 }
 
 /// What a model file computes in and how it stores its weights: the card's `precision`, and the
@@ -232,6 +267,14 @@ impl ModelCard {
                 self.uncertain_band
             ));
         }
+        if let Some(f) = &self.field {
+            if !(f.um_per_px.is_finite() && f.um_per_px > 0.0) || f.stride == 0 || f.tile == 0 {
+                return Err(format!(
+                    "card field spec (um_per_px {}, tile {}, stride {}) needs positive values",
+                    f.um_per_px, f.tile, f.stride
+                ));
+            }
+        }
         if self.input.std.iter().any(|s| *s <= 0.0) {
             return Err(format!(
                 "card input std {:?} has a non-positive value",
@@ -267,6 +310,7 @@ mod tests {
             split_seed: None,
             training: serde_json::Value::Null,
             metrics: serde_json::Value::Null,
+            field: None,
         }
     }
 

@@ -31,6 +31,10 @@ pub enum EdgeError {
     /// Inference failed at run time (wrong input length, tract error, ...).
     #[error("inference failed: {0}")]
     Inference(String),
+    /// A frame the model cannot screen (too small, too large, or at a scale far from the
+    /// model's); the run loop treats it as idle, `classify` as an error row.
+    #[error("{0}")]
+    Frame(String),
     /// Bad command-line or caller input that is not tied to one file.
     #[error("{0}")]
     Usage(String),

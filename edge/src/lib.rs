@@ -6,6 +6,7 @@
 pub mod card;
 pub mod cli;
 pub mod error;
+pub mod field;
 pub mod fsutil;
 pub mod model;
 pub mod paths;

@@ -16,8 +16,11 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::runtime::RunOptions;
 use tract_onnx::tract_hir::infer::GenericFactoid;
 
-use crate::card::{Label, ModelCard};
+use crate::card::{FieldSpec, Label, ModelCard};
 use crate::error::{one_line, EdgeError};
+use crate::field::dense::{pool_node, Window};
+use crate::field::plans::DensePlans;
+use crate::field::{geometry, scale, ProbMap};
 use crate::preprocess;
 
 /// How to load a model.
@@ -62,6 +65,23 @@ pub struct Prediction {
     pub infer_ms: f64,
 }
 
+/// Result of screening one whole frame.
+#[derive(Clone, Debug)]
+pub struct FieldPrediction {
+    /// The card's aggregate of the tile probabilities.
+    pub p_malignant: f32,
+    pub label: Label,
+    pub map: ProbMap,
+    /// Resampling to the model's scale and normalisation.
+    pub preprocess_ms: f64,
+    /// The dense pass (including building its plan the first time a frame size is seen).
+    pub infer_ms: f64,
+}
+
+/// Largest frame the dense pass accepts, in model-scale pixels: a 4K camera frame at the
+/// model's scale fits; beyond it the trunk's activations alone pass a Pi's spare memory.
+pub const MAX_FIELD_PIXELS: u64 = 4096 * 4096;
+
 /// One node's share of an inference, from [`Model::profile`].
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct OpTime {
@@ -90,6 +110,8 @@ pub struct Model {
     // A Mutex (not a fresh state per call) so the op states and scratch
     // buffers are reused; the plan itself is immutable and shared.
     runner: Mutex<Runner>,
+    /// The whole-field form, for cards with a field spec.
+    dense: Option<Mutex<DensePlans>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -150,9 +172,11 @@ impl Model {
             path: onnx.to_path_buf(),
             reason: one_line(e),
         };
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut Cursor::new(&bytes))
+        let framework = tract_onnx::onnx();
+        let proto = framework
+            .proto_model_for_read(&mut Cursor::new(&bytes))
             .map_err(invalid)?;
+        let mut model = framework.model_for_proto_model(&proto).map_err(invalid)?;
         if model.inputs.len() != 1 || model.outputs.len() != 1 {
             return Err(mismatch(format!(
                 "expected 1 input and 1 output, model has {} and {}",
@@ -175,6 +199,10 @@ impl Model {
             ))
         })?;
         Self::check_output(&typed, &card, batch).map_err(mismatch)?;
+        let window = match &card.field {
+            Some(_) => Some(Self::tile_window(&typed, &proto).map_err(mismatch)?),
+            None => None,
+        };
         let optimized = typed.into_optimized().map_err(invalid)?;
         let optimize_ms = t1.elapsed().as_secs_f64() * 1e3;
 
@@ -199,6 +227,11 @@ impl Model {
             .into_runnable_with_options(&options)
             .map_err(invalid)?;
         let state = TypedSimpleState::new(&plan).map_err(invalid)?;
+        let dense = window
+            .map(|w| DensePlans::new(&proto, w, options.clone()))
+            .transpose()
+            .map_err(mismatch)?
+            .map(Mutex::new);
         let plan_ms = t2.elapsed().as_secs_f64() * 1e3;
         tracing::debug!(
             model = %onnx.display(),
@@ -221,6 +254,7 @@ impl Model {
                 plan_ms,
             },
             runner: Mutex::new(Runner { state, input: None }),
+            dense,
         })
     }
 
@@ -273,23 +307,155 @@ impl Model {
         Ok(out)
     }
 
-    /// `img` resized, cropped and normalised as the card says, into `out` (CHW,
-    /// [`Model::image_len`] values).
+    /// `img`'s centre view, normalised as the card says, into `out` (CHW, [`Model::image_len`]
+    /// values): for a whole-field card the centre tile of a frame already at the model's scale,
+    /// for an older card the shorter side resized to its `resize_shorter_side` and centre-cropped.
     pub fn preprocess_into(&self, img: &RgbImage, out: &mut [f32]) {
         let spec = &self.card.input;
-        preprocess::preprocess_with(
-            img,
-            spec.resize_shorter_side,
-            spec.crop,
-            spec.mean,
-            spec.std,
-            out,
-        );
+        let side = match &self.card.field {
+            Some(_) => img.width().min(img.height()),
+            None => spec.resize_shorter_side,
+        };
+        preprocess::preprocess_with(img, side, spec.crop, spec.mean, spec.std, out);
     }
 
-    /// Preprocess with the card's input spec, predict and label one image.
-    pub fn classify(&self, img: &RgbImage) -> Result<Prediction, EdgeError> {
+    /// Factor that brings a frame at `frame_um` micrometres per pixel to the model's scale
+    /// (1 when the scale is unknown or the card predates whole-field screening).
+    pub fn resample_factor(&self, frame_um: Option<f32>) -> Result<f32, EdgeError> {
+        match (&self.card.field, frame_um) {
+            (Some(f), Some(um)) => {
+                scale::resample_factor(um, f.um_per_px).map_err(EdgeError::Frame)
+            }
+            _ => Ok(1.0),
+        }
+    }
+
+    /// The frame resampled to the model's scale; a frame smaller than one tile or larger than
+    /// [`MAX_FIELD_PIXELS`] there is refused.
+    pub fn to_model_scale(&self, img: &RgbImage, factor: f32) -> Result<RgbImage, EdgeError> {
+        let (w, h) = scale::resampled_size(img.width(), img.height(), factor);
+        let tile = self.card.input.crop;
+        if w < tile || h < tile {
+            return Err(EdgeError::Frame(format!(
+                "frame {}x{} is {w}x{h} at the model's scale, smaller than one {tile}x{tile} tile",
+                img.width(),
+                img.height()
+            )));
+        }
+        if w as u64 * h as u64 > MAX_FIELD_PIXELS {
+            return Err(EdgeError::Frame(format!(
+                "frame {}x{} is {w}x{h} at the model's scale, more than the {} pixels a dense pass accepts",
+                img.width(),
+                img.height(),
+                MAX_FIELD_PIXELS
+            )));
+        }
+        Ok(if factor == 1.0 {
+            img.clone()
+        } else {
+            preprocess::resize_exact(img, w, h)
+        })
+    }
+
+    /// The card's whole-field spec, or why this model has none.
+    pub fn field(&self) -> Result<&FieldSpec, EdgeError> {
+        match (&self.card.field, &self.dense) {
+            (Some(f), Some(_)) => Ok(f),
+            _ => Err(EdgeError::Usage(format!(
+                "{}: the card has no whole-field spec (a classic-head model, or one exported before \
+                 whole-field screening): use --view centre or re-export it",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Whether [`Model::screen`] works for this model.
+    pub fn has_field(&self) -> bool {
+        self.field().is_ok()
+    }
+
+    /// The dense ONNX graph (input `[1,3,H,W]`, output `[cells,2]`), encoded.
+    pub fn dense_onnx(&self) -> Result<Vec<u8>, EdgeError> {
+        use prost::Message;
+        self.field()?;
+        let dense = self.dense.as_ref().expect("field() checked it");
+        let plans = dense.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(plans.proto().encode_to_vec())
+    }
+
+    /// Screen the whole frame: resample it from `frame_um` micrometres per pixel (None: it is
+    /// already at the model's scale) to the model's scale, score every tile position in one
+    /// dense pass, and label the card's aggregate of the tile probabilities.
+    pub fn screen(
+        &self,
+        img: &RgbImage,
+        frame_um: Option<f32>,
+    ) -> Result<FieldPrediction, EdgeError> {
+        let spec = self.field()?.clone();
         let t0 = Instant::now();
+        let factor = self.resample_factor(frame_um)?;
+        let frame = self.to_model_scale(img, factor)?;
+        let (w, h) = frame.dimensions();
+        let input = &self.card.input;
+        let mut chw = vec![0f32; 3 * (w * h) as usize];
+        preprocess::normalize_into(&frame, input.mean, input.std, &mut chw);
+        let preprocess_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t1 = Instant::now();
+        let probs = {
+            let dense = self.dense.as_ref().expect("field() checked it");
+            let mut plans = dense.lock().unwrap_or_else(|p| p.into_inner());
+            plans.run(&chw, w, h)?
+        };
+        let infer_ms = t1.elapsed().as_secs_f64() * 1e3;
+        let (rows, cols) = geometry::grid(w, h, spec.tile, spec.stride);
+        if probs.len() != 2 * rows * cols {
+            return Err(EdgeError::Inference(format!(
+                "{}: dense pass gave {} tiles for a {w}x{h} frame, the card's tile {} and stride {} make {rows}x{cols}",
+                self.path.display(),
+                probs.len() / 2,
+                spec.tile,
+                spec.stride
+            )));
+        }
+        let values: Vec<f32> = probs.chunks_exact(2).map(|p| p[1]).collect();
+        let p_malignant = spec.aggregate.apply(&values).expect("at least one tile");
+        Ok(FieldPrediction {
+            p_malignant,
+            label: self.card.label_for(p_malignant),
+            map: ProbMap {
+                rows,
+                cols,
+                stride: spec.stride,
+                tile: spec.tile,
+                scale: w as f32 / img.width() as f32,
+                values,
+            },
+            preprocess_ms,
+            infer_ms,
+        })
+    }
+
+    /// The centre view of a frame at `frame_um` micrometres per pixel (None: the model's scale):
+    /// one tile from the middle of the field, as the device looked before whole-field screening.
+    pub fn classify_at(
+        &self,
+        img: &RgbImage,
+        frame_um: Option<f32>,
+    ) -> Result<Prediction, EdgeError> {
+        if self.card.field.is_none() {
+            return self.classify(img);
+        }
+        let t0 = Instant::now();
+        let frame = self.to_model_scale(img, self.resample_factor(frame_um)?)?;
+        self.classify_prepared(&frame, t0)
+    }
+
+    /// Preprocess with the card's input spec, predict and label one image (its centre view).
+    pub fn classify(&self, img: &RgbImage) -> Result<Prediction, EdgeError> {
+        self.classify_prepared(img, Instant::now())
+    }
+
+    fn classify_prepared(&self, img: &RgbImage, t0: Instant) -> Result<Prediction, EdgeError> {
         let mut chw = vec![0f32; self.image_len()];
         self.preprocess_into(img, &mut chw);
         let preprocess_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -512,6 +678,47 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// The trunk map's channels and the side of one tile's window on it, read from the typed
+    /// tile model at the input of the head's global pool.
+    fn tile_window(
+        typed: &TypedModel,
+        proto: &tract_onnx::pb::ModelProto,
+    ) -> Result<Window, String> {
+        let gap = pool_node(proto)?;
+        let pooled = gap.input.first().ok_or("GlobalAveragePool has no input")?;
+        let graph = proto.graph.as_ref().ok_or("the ONNX file has no graph")?;
+        let producer = graph
+            .node
+            .iter()
+            .find(|n| n.output.first() == Some(pooled))
+            .map_or(pooled.as_str(), |n| n.name.as_str());
+        // tract keeps the ONNX node's name, or suffixes it when one ONNX op becomes several.
+        let prefix = format!("{producer}.");
+        let nodes = typed.nodes();
+        let node = nodes
+            .iter()
+            .find(|n| n.name == producer)
+            .or_else(|| nodes.iter().rev().find(|n| n.name.starts_with(&prefix)))
+            .ok_or_else(|| format!("cannot find {producer} (the pooled map) in the typed model"))?;
+        let fact = typed
+            .outlet_fact(OutletId::new(node.id, 0))
+            .map_err(one_line)?;
+        let dims: Vec<usize> = fact
+            .shape
+            .iter()
+            .map(|d| d.to_i64().map_or(0, |v| v as usize))
+            .collect();
+        match dims[..] {
+            [_, c, h, w] if h == w && h > 0 && c > 0 => Ok(Window {
+                cells: h,
+                channels: c,
+            }),
+            _ => Err(format!(
+                "the pooled map of {pooled} has shape {dims:?}, expected [N,C,k,k]"
+            )),
+        }
     }
 
     fn check_output(model: &TypedModel, card: &ModelCard, batch: usize) -> Result<(), String> {

@@ -717,6 +717,7 @@ mod tests {
             split_seed: Some(1),
             training: json!({}),
             metrics,
+            field: None,
         }
     }
 

@@ -32,7 +32,7 @@ fn classify_folder_writes_sorted_csv_atomically() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("path,p_malignant,label,latency_ms,error")
+        Some("path,p_malignant,label,tiles,latency_ms,error")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let mut pngs = histoscreen_edge::paths::images_under(&patient).unwrap();
@@ -43,7 +43,11 @@ fn classify_folder_writes_sorted_csv_atomically() {
         let p: f32 = row[1].parse().unwrap();
         assert!((0.0..=1.0).contains(&p));
         assert!(["benign", "malignant", "uncertain"].contains(&row[2]));
-        assert!(row[3].parse::<f64>().unwrap() >= 0.0);
+        assert_eq!(
+            row[3], "centre",
+            "the tiny model's card has no whole-field spec"
+        );
+        assert!(row[4].parse::<f64>().unwrap() >= 0.0);
     }
 }
 

@@ -9,10 +9,10 @@ use histoscreen_edge::preprocess::{self, INPUT_SIZE};
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Augment {
-    /// Smallest side of a random crop, as a fraction of the image's shorter side. A full-side
-    /// crop is exactly the device's scale; smaller ones zoom in, and BreakHis is classified at
-    /// a known magnification, so the zoom stays mild (at most 1/0.85 = 1.18x).
-    pub min_crop: f32,
+    /// Scale jitter: crops (and whole fields) are resized by up to this fraction either way.
+    /// Images arrive at the model's scale and the device resamples frames to it, so only the
+    /// error of a camera's stated micrometres per pixel is left to cover.
+    pub scale_jitter: f32,
     /// Largest small-angle rotation, degrees (on top of multiples of 90).
     pub max_angle: f32,
     pub brightness: f32,
@@ -25,7 +25,7 @@ pub struct Augment {
 impl Default for Augment {
     fn default() -> Self {
         Augment {
-            min_crop: 0.85,
+            scale_jitter: 0.1,
             max_angle: 15.0,
             brightness: 0.15,
             contrast: 0.15,
@@ -36,11 +36,39 @@ impl Default for Augment {
 }
 
 impl Augment {
-    /// A random 224x224 view of `img`.
+    fn zoom(&self, rng: &mut impl Rng) -> f32 {
+        if self.scale_jitter > 0.0 {
+            rng.random_range(1.0 - self.scale_jitter..=1.0 + self.scale_jitter)
+        } else {
+            1.0
+        }
+    }
+
+    /// A whole field (at the model's scale) rescaled within the jitter, turned by a multiple
+    /// of 90 degrees, flipped and colour-jittered: a view for the dense trunk pass.
+    pub fn field(&self, img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+        let z = self.zoom(rng);
+        let (w, h) = img.dimensions();
+        let size = |v: u32| ((v as f32 * z).round() as u32).max(INPUT_SIZE);
+        let mut out = preprocess::resize_exact(img, size(w), size(h));
+        out = match rng.random_range(0..4) {
+            1 => imageops::rotate90(&out),
+            2 => imageops::rotate180(&out),
+            3 => imageops::rotate270(&out),
+            _ => out,
+        };
+        if rng.random_bool(0.5) {
+            imageops::flip_horizontal_in_place(&mut out);
+        }
+        self.jitter_colour(&mut out, rng);
+        out
+    }
+
+    /// A random 224x224 tile of `img` (at the model's scale), within the scale jitter.
     pub fn apply(&self, img: &RgbImage, rng: &mut impl Rng) -> RgbImage {
         let (w, h) = img.dimensions();
         let short = w.min(h) as f32;
-        let side = short * rng.random_range(self.min_crop..=1.0);
+        let side = (INPUT_SIZE as f32 * self.zoom(rng)).min(short);
         let aspect: f32 = rng
             .random_range((3.0f32 / 4.0).ln()..=(4.0f32 / 3.0).ln())
             .exp();

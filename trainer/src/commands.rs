@@ -127,22 +127,14 @@ fn patients_of(
         .collect()
 }
 
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
-    (m, var.sqrt())
-}
-
 fn summarise(runs: &[FoldReport]) -> BTreeMap<String, (f64, f64)> {
     let tests: Vec<&Metrics> = runs
         .iter()
         .filter_map(|r| r.test.as_ref().map(|t| &t.metrics))
         .collect();
-    let pick = |f: fn(&Metrics) -> f64| mean_std(&tests.iter().map(|m| f(m)).collect::<Vec<_>>());
+    let pick = |f: fn(&Metrics) -> f64| {
+        crate::metrics::mean_sd(&tests.iter().map(|m| f(m)).collect::<Vec<_>>())
+    };
     let mut s = BTreeMap::new();
     s.insert("accuracy".into(), pick(|m| m.accuracy));
     s.insert("balanced_accuracy".into(), pick(|m| m.balanced_accuracy));

@@ -9,7 +9,8 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use sha2::{Digest, Sha256};
 
-use histoscreen_edge::card::{InputSpec, ModelCard, OutputSpec};
+use histoscreen_edge::card::{FieldSpec, InputSpec, ModelCard, OutputSpec};
+use histoscreen_edge::field::Aggregate;
 use histoscreen_edge::fsutil::write_atomic;
 
 use crate::model::{AlexNet, Head};
@@ -133,6 +134,9 @@ pub fn write_model(
         split_seed: info.split_seed,
         training: info.training,
         metrics: info.metrics,
+        // The compact head's global pool makes a dense form of every tile position possible.
+        field: (head == Head::Compact)
+            .then(|| FieldSpec::alexnet(crate::images::MODEL_UM_PER_PX, Aggregate::Mean)),
     };
     card.save(&ModelCard::card_path_for(onnx_path))?;
     Ok(card)

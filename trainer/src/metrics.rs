@@ -143,6 +143,17 @@ pub fn roc_curve(scored: &[Scored]) -> Vec<(f64, f64)> {
     pts
 }
 
+/// Mean and sample standard deviation of the finite values (NaN when there are none).
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
+    (m, var.sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -281,6 +281,56 @@ pub fn kfold_table_markdown(report: &TrainReport) -> String {
     s
 }
 
+/// Mean ± sd over runs of whole-field scoring against the other views of the same images by
+/// the same models (`Evaluation::views`): the centre tile alone and top-k tile means. Empty
+/// when the models have no dense form.
+pub fn views_table_markdown(report: &TrainReport) -> String {
+    let tests = runs_with_test(report);
+    let names: Vec<String> = tests
+        .first()
+        .map(|(_, t)| t.views.keys().cloned().collect())
+        .unwrap_or_default();
+    if names.is_empty() {
+        return String::new();
+    }
+    let keys = [
+        ("balanced_accuracy", "balanced accuracy"),
+        ("patient_accuracy", "patient-level accuracy"),
+        ("roc_auc", "ROC AUC"),
+    ];
+    let mut s = String::from("| image score | runs |");
+    for (_, title) in keys {
+        let _ = write!(s, " {title} |");
+    }
+    s.push_str("\n|---|---:|");
+    s.push_str(&"---:|".repeat(keys.len()));
+    s.push('\n');
+    let row = |s: &mut String, name: &str, metrics: Vec<&Metrics>| {
+        let _ = write!(s, "| {name} | {} |", metrics.len());
+        for (key, _) in keys {
+            let v: Vec<f64> = metrics.iter().map(|m| table_value(m, key)).collect();
+            let _ = write!(s, " {} |", pm(crate::metrics::mean_sd(&v)));
+        }
+        s.push('\n');
+    };
+    row(
+        &mut s,
+        "**whole field, mean of tiles** (the card's)",
+        tests.iter().map(|(_, t)| &t.metrics).collect(),
+    );
+    for name in &names {
+        row(
+            &mut s,
+            name,
+            tests
+                .iter()
+                .filter_map(|(_, t)| t.views.get(name))
+                .collect(),
+        );
+    }
+    s
+}
+
 fn protocol(report: &TrainReport) -> String {
     let selection = if report.select_fraction > 0.0 {
         format!(
@@ -394,6 +444,17 @@ fn markdown(report: &TrainReport, drawn: &[&str]) -> String {
     } else {
         let threshold = tests[0].1.metrics.threshold;
         s.push_str(&kfold_table_markdown(report));
+        let views = views_table_markdown(report);
+        if !views.is_empty() {
+            s.push_str(
+                "\n### Whole field against a single centre tile\n\nThe same models on the same \
+                 test images, scored four ways: the mean over every tile of the whole field at \
+                 the model's scale (what the device does), the centre tile alone, and the mean of \
+                 the 3 or 5 highest tiles (same threshold, so their accuracy is biased upwards in \
+                 p; AUC is not).\n\n",
+            );
+            s.push_str(&views);
+        }
         let _ = write!(
             s,
             "\nAll figures are on test patients only, at the malignant threshold {threshold}. \
@@ -1062,6 +1123,8 @@ mod tests {
             subtype: subtype.into(),
             magnification: mag,
             p_malignant: p,
+            p_centre: None,
+            tiles: vec![],
         }
     }
 
@@ -1084,6 +1147,7 @@ mod tests {
             per_magnification: grouped(|r| format!("{}X", r.magnification)),
             per_subtype: grouped(|r| r.subtype.clone()),
             metrics,
+            views: BTreeMap::new(),
             rejected: vec![],
             results,
         }

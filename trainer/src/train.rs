@@ -25,7 +25,10 @@ use crate::feature_bank::FeatureBank;
 use crate::feature_norm::FeatureNorm;
 use crate::images::{batch_tensor, LoadedImage};
 use crate::metrics::{Metrics, Scored};
-use crate::model::{AlexNet, Freeze, Head};
+use crate::model::{AlexNet, Freeze, Head, FEATURE_CHANNELS};
+
+/// Tiles of each image per training step when the head trains on stored tile features.
+pub const TILES_PER_STEP: usize = 4;
 use crate::weights::{load_pretrained, LoadReport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -246,7 +249,7 @@ fn trunk_logits(
         .zip(seeds)
         .map(|(&i, &seed)| {
             if cfg.augment {
-                augment.apply(&train[i].train_view, &mut StdRng::seed_from_u64(seed))
+                augment.apply(&train[i].field_view, &mut StdRng::seed_from_u64(seed))
             } else {
                 train[i].eval_view.clone()
             }
@@ -342,7 +345,10 @@ pub fn fit(
     let norm = match (&saved, bank) {
         (Some(p), _) => p.state.norm.clone(),
         (None, Some(bank)) => Some(FeatureNorm::from_rows(
-            &train.iter().map(|x| bank.centre(x)).collect::<Vec<_>>(),
+            &train
+                .iter()
+                .flat_map(|x| bank.centre(x).chunks(FEATURE_CHANNELS))
+                .collect::<Vec<_>>(),
         )),
         (None, None) => (model.head() == Head::Compact).then(|| {
             let views: Vec<&image::RgbImage> = train.iter().map(|x| &x.eval_view).collect();
@@ -355,14 +361,16 @@ pub fn fit(
     };
     let select_probs = |valid: &AlexNet| -> Vec<f32> {
         match bank {
-            Some(bank) => {
-                let mut out = Vec::with_capacity(select.len());
-                for chunk in select.chunks(256) {
-                    let x = FeatureBank::tensor(chunk.iter().map(|x| bank.centre(x)), &device);
-                    out.extend(malignant_probs(valid.forward_compact(x)));
-                }
-                out
-            }
+            // The image's score is the mean over its whole field's tiles, as on the device.
+            Some(bank) => select
+                .iter()
+                .map(|x| {
+                    let tiles = bank.centre(x).chunks(FEATURE_CHANNELS);
+                    let p =
+                        malignant_probs(valid.forward_compact(FeatureBank::tensor(tiles, &device)));
+                    p.iter().sum::<f32>() / p.len().max(1) as f32
+                })
+                .collect(),
             None => {
                 let views: Vec<&image::RgbImage> = select.iter().map(|x| &x.eval_view).collect();
                 predict(valid, &views, cfg.batch, &device)
@@ -406,6 +414,8 @@ pub fn fit(
         norm: norm.clone(),
     };
 
+    // Rows per image in a step: accuracy is counted per row.
+    let per_image = if bank.is_some() { TILES_PER_STEP } else { 1 };
     for epoch in first_epoch..cfg.epochs {
         let started = Instant::now();
         let lr = cfg.lr_at(epoch);
@@ -434,19 +444,26 @@ pub fn fit(
             }
             let labels: Vec<usize> = chunk
                 .iter()
-                .map(|&i| train[i].sample.class.index())
+                .flat_map(|&i| std::iter::repeat_n(train[i].sample.class.index(), per_image))
                 .collect();
             // Dropout draws from the device's generator: reseeding per batch keeps a resumed
             // run's masks those of an uninterrupted one.
             device.seed(epoch_rng(cfg.seed ^ b as u64, epoch).random());
             let logits = match (bank, &norm) {
                 (Some(bank), Some(norm)) => {
-                    let rows = chunk.iter().zip(seeds).map(|(&i, &seed)| {
-                        if cfg.augment {
+                    // A few tiles of one view of each image, drawn by the image's seed.
+                    let rows = chunk.iter().zip(seeds).flat_map(|(&i, &seed)| {
+                        let tiles = if cfg.augment {
                             bank.augmented(train[i], (seed % bank.views() as u64) as usize)
                         } else {
                             bank.centre(train[i])
-                        }
+                        };
+                        let n = tiles.len() / FEATURE_CHANNELS;
+                        let mut rng = StdRng::seed_from_u64(seed);
+                        (0..TILES_PER_STEP).map(move |_| {
+                            let t = rng.random_range(0..n);
+                            &tiles[t * FEATURE_CHANNELS..(t + 1) * FEATURE_CHANNELS]
+                        })
                     });
                     let x = FeatureBank::tensor(rows, &device);
                     model.forward_compact(norm.apply(x).autodiff())
@@ -492,7 +509,7 @@ pub fn fit(
             epoch: epoch + 1,
             lr,
             train_loss: loss_sum / train.len() as f64,
-            train_accuracy: correct as f64 / train.len() as f64,
+            train_accuracy: correct as f64 / (train.len() * per_image) as f64,
             select_loss,
             select: select_metrics.clone(),
             seconds: started.elapsed().as_secs_f64(),

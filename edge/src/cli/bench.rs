@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::error::EdgeError;
+use crate::field::geometry;
 use crate::model::{LoadOptions, Model, OpTime};
 use crate::{paths, preprocess, variants};
 
@@ -46,6 +47,41 @@ pub struct BenchArgs {
     /// Also time every op of the optimised plan (tract's op and kernel names), slowest first.
     #[arg(long)]
     profile: bool,
+    /// Whole-field frames to time, WIDTHxHEIGHT at the model's scale, comma-separated (e.g.
+    /// 700x460,1280x720): the dense pass against the same tiles classified one by one.
+    #[arg(long, value_name = "WxH,...", value_delimiter = ',')]
+    field: Vec<String>,
+    /// With --field: write the dense ONNX graph here (input [1,3,H,W], output [cells,2]) and
+    /// let --save-input hold the last frame's tensor, so ONNX Runtime can time the same pass.
+    #[arg(long, value_name = "FILE", requires = "field")]
+    save_dense: Option<PathBuf>,
+    /// With --field: time the dense pass only, not the tile-by-tile comparison.
+    #[arg(long, requires = "field")]
+    dense_only: bool,
+}
+
+/// One whole-field frame size timed two ways.
+#[derive(Serialize, Debug, Clone)]
+pub struct FieldBench {
+    pub width: u32,
+    pub height: u32,
+    pub rows: usize,
+    pub cols: usize,
+    /// The dense pass (preprocessing excluded), after one untimed run that builds its plan.
+    pub dense_ms: Percentiles,
+    /// Building and optimising the plan for this size (first frame only).
+    pub plan_ms: f64,
+    /// All `rows * cols` tiles through the tile model one by one, per frame (median).
+    pub tiles_ms: f64,
+    /// One tile alone (median).
+    pub tile_ms: f64,
+    /// `tiles_ms / dense p50`.
+    pub speedup: f64,
+    /// Mean tile probability of the frame (to compare runtimes on the same file).
+    pub p_mean: f32,
+    /// Dense p50 over (frame area / tile area) x one tile's time.
+    pub cost_vs_area: f64,
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -78,6 +114,9 @@ pub struct BenchReport {
     /// Per-op time with `--profile`, slowest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ops: Vec<OpTime>,
+    /// Whole-field frames with `--field`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub field: Vec<FieldBench>,
 }
 
 pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
@@ -119,6 +158,14 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
             measured_s += (t2 - t0).as_secs_f64();
         }
     }
+    let field = field_benches(args, &model, &img)?;
+    if let (Some(file), Some(f)) = (&args.save_dense, field.last()) {
+        crate::fsutil::write_atomic(file, &model.dense_onnx()?)?;
+        let frame = preprocess::resize_exact(&img, f.width, f.height);
+        let spec = &model.card().input;
+        chw = vec![0f32; 3 * (f.width * f.height) as usize];
+        preprocess::normalize_into(&frame, spec.mean, spec.std, &mut chw);
+    }
     if let Some(file) = &args.save_input {
         let bytes: Vec<u8> = chw.iter().flat_map(|v| v.to_le_bytes()).collect();
         crate::fsutil::write_atomic(file, &bytes)?;
@@ -145,6 +192,7 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         } else {
             Vec::new()
         },
+        field,
     };
     if let Some(file) = &args.json {
         let mut text = serde_json::to_string_pretty(&report)
@@ -154,6 +202,95 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     }
     super::emit(None, table(&report).as_bytes(), out)?;
     Ok(0)
+}
+
+/// `WIDTHxHEIGHT`.
+fn parse_size(s: &str) -> Result<(u32, u32), EdgeError> {
+    let bad = || {
+        EdgeError::Usage(format!(
+            "--field {s:?}: expected WIDTHxHEIGHT, e.g. 1280x720"
+        ))
+    };
+    let (w, h) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+    match (w.parse::<u32>(), h.parse::<u32>()) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(bad()),
+    }
+}
+
+/// The dense pass on frames of each `--field` size (the bench image resized to it, already at
+/// the model's scale) against the same tile positions classified one by one.
+fn field_benches(
+    args: &BenchArgs,
+    model: &Model,
+    img: &image::RgbImage,
+) -> Result<Vec<FieldBench>, EdgeError> {
+    let mut out = Vec::new();
+    for size in &args.field {
+        let (w, h) = parse_size(size)?;
+        let spec = model.field()?.clone();
+        let frame = preprocess::resize_exact(img, w, h);
+        let t = Instant::now();
+        let first = model.screen(&frame, None)?;
+        let plan_ms = t.elapsed().as_secs_f64() * 1e3 - first.preprocess_ms;
+        let mut dense = Vec::with_capacity(args.iterations);
+        for _ in 0..args.iterations {
+            dense.push(model.screen(&frame, None)?.infer_ms);
+        }
+        let dense_ms = percentiles(&mut dense);
+        // Tile by tile is slow by design: a few repetitions give a stable median.
+        let (rows, cols) = (first.map.rows, first.map.cols);
+        let input = &model.card().input;
+        let mut chw = vec![0f32; model.image_len()];
+        let mut per_frame = Vec::new();
+        let mut per_tile = Vec::new();
+        let reps = if args.dense_only {
+            0
+        } else {
+            args.iterations.clamp(1, 3)
+        };
+        for _ in 0..reps {
+            let t = Instant::now();
+            for r in 0..rows {
+                for c in 0..cols {
+                    let (x, y, side) = geometry::cell_rect(r, c, spec.tile, spec.stride);
+                    let tile = image::imageops::crop_imm(&frame, x, y, side, side).to_image();
+                    preprocess::normalize_into(&tile, input.mean, input.std, &mut chw);
+                    let t1 = Instant::now();
+                    model.predict(&chw)?;
+                    per_tile.push(t1.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            per_frame.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let median = |v: &mut Vec<f64>| {
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                percentiles(v).p50
+            }
+        };
+        let tiles_ms = median(&mut per_frame);
+        let tile_ms = median(&mut per_tile);
+        let values = &first.map.values;
+        let p_mean = values.iter().sum::<f32>() / values.len() as f32;
+        let area = (w as f64 * h as f64) / (spec.tile as f64 * spec.tile as f64);
+        out.push(FieldBench {
+            width: w,
+            height: h,
+            rows,
+            cols,
+            speedup: tiles_ms / dense_ms.p50,
+            p_mean,
+            cost_vs_area: dense_ms.p50 / (area * tile_ms),
+            dense_ms,
+            plan_ms,
+            tiles_ms,
+            tile_ms,
+            peak_rss_mib: memory_mib().0,
+        });
+    }
+    Ok(out)
 }
 
 /// `bench --model-dir`: every variant timed on this CPU, with its recorded accuracy against
@@ -301,6 +438,23 @@ fn table(r: &BenchReport) -> String {
         mib(r.rss_mib)
     ));
     s.push_str(&format!("p_malignant  {:.4}\n", r.p_malignant));
+    for f in &r.field {
+        s.push_str(&format!(
+            "field {:>9} {:>2}x{:<2} tiles  dense p50 {:>8.2} ms  p99 {:>8.2} ms  (plan {:.0} ms)  \
+             tile by tile {:>9.1} ms  -> {:.1}x faster; cost {:.2}x area x one tile ({:.2} ms); peak {}\n",
+            format!("{}x{}", f.width, f.height),
+            f.rows,
+            f.cols,
+            f.dense_ms.p50,
+            f.dense_ms.p99,
+            f.plan_ms,
+            f.tiles_ms,
+            f.speedup,
+            f.cost_vs_area,
+            f.tile_ms,
+            mib(f.peak_rss_mib)
+        ));
+    }
     if !r.ops.is_empty() {
         let total: f64 = r.ops.iter().map(|o| o.ms).sum();
         s.push_str(&format!(

@@ -7,7 +7,9 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use crate::error::EdgeError;
-use crate::model::{LoadOptions, Model};
+use crate::field::overlay::{self, OverlayText};
+use crate::field::{scale, ProbMap};
+use crate::model::{FieldPrediction, LoadOptions, Model};
 use crate::paths;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -15,6 +17,41 @@ pub enum Format {
     Table,
     Csv,
     Jsonl,
+}
+
+/// What of a frame the model looks at.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum View {
+    /// Every tile of the whole frame at the model's scale, one dense pass; the score is the
+    /// card's aggregate of the tile map (the default where the model has a dense form).
+    Field,
+    /// One tile from the middle of the frame (at the model's scale for whole-field models).
+    Centre,
+}
+
+/// How frames are looked at: shared by `classify`, `demo` and `run`.
+#[derive(Args, Debug, Clone)]
+pub struct ViewArgs {
+    /// field: screen the whole frame (default where the card has a whole-field spec);
+    /// centre: one centre tile.
+    #[arg(long, value_enum)]
+    pub view: Option<View>,
+    /// Micrometres of tissue per pixel of the input images (the camera at its objective).
+    /// Default: the magnification in a BreakHis file name, else the model's own scale.
+    #[arg(long, value_name = "UM")]
+    pub um_per_px: Option<f32>,
+}
+
+impl ViewArgs {
+    /// The view to use with `model`, refusing a field view it cannot do.
+    pub fn resolve(&self, model: &Model) -> Result<View, EdgeError> {
+        match self.view {
+            Some(View::Field) => model.field().map(|_| View::Field),
+            Some(View::Centre) => Ok(View::Centre),
+            None if model.has_field() => Ok(View::Field),
+            None => Ok(View::Centre),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -32,20 +69,34 @@ pub struct ClassifyArgs {
     /// Matrix-multiply threads (0 = all cores).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    view: ViewArgs,
+    /// Write a heatmap overlay PNG per image here (whole-field view): the tile map over the
+    /// frame, the threshold contour, a legend, the score and the label.
+    #[arg(long, value_name = "DIR")]
+    heatmap: Option<PathBuf>,
 }
 
 /// One output row: a prediction or the reason the image failed.
 struct Row {
     path: String,
-    outcome: Result<(f32, &'static str), String>,
+    outcome: Result<Scored, String>,
     latency_ms: f64,
+}
+
+struct Scored {
+    p: f32,
+    label: &'static str,
+    map: Option<ProbMap>,
 }
 
 pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     // Gather inputs before loading the model so a typo in a folder name fails
     // fast, without paying for model optimisation.
     let inputs = paths::expand_inputs(&args.paths)?;
-    let model_path = args.model.resolve(args.threads, None)?;
+    let model_path = args
+        .model
+        .resolve(args.threads, Some(paths::default_model()))?;
     let model = Model::load_with(
         &model_path,
         &LoadOptions {
@@ -53,6 +104,15 @@ pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
             ..LoadOptions::default()
         },
     )?;
+    let view = args.view.resolve(&model)?;
+    if args.heatmap.is_some() && view != View::Field {
+        return Err(EdgeError::Usage(
+            "--heatmap needs the whole-field view (--view field)".into(),
+        ));
+    }
+    if let Some(dir) = &args.heatmap {
+        std::fs::create_dir_all(dir).map_err(|e| EdgeError::io("create", dir, &e))?;
+    }
     let width = inputs
         .iter()
         .map(|p| p.display().to_string().chars().count())
@@ -67,7 +127,7 @@ pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     let header = header(args.format, width);
     write_chunk(&header, streaming, &mut buf, out)?;
     for path in &inputs {
-        let row = classify_one(&model, path);
+        let row = classify_one(&model, path, view, args);
         if row.outcome.is_err() {
             errors += 1;
         }
@@ -101,11 +161,28 @@ fn write_chunk(
     }
 }
 
-fn classify_one(model: &Model, path: &Path) -> Row {
+fn classify_one(model: &Model, path: &Path, view: View, args: &ClassifyArgs) -> Row {
     let t0 = Instant::now();
+    let um = scale::frame_um_per_px(args.view.um_per_px, Some(path));
     let outcome = crate::preprocess::load_image(path)
-        .and_then(|img| model.classify(&img))
-        .map(|p| (p.p_malignant, p.label.as_str()))
+        .and_then(|img| match view {
+            View::Centre => model.classify_at(&img, um).map(|p| Scored {
+                p: p.p_malignant,
+                label: p.label.as_str(),
+                map: None,
+            }),
+            View::Field => {
+                let f = model.screen(&img, um)?;
+                if let Some(dir) = &args.heatmap {
+                    write_heatmap(model, dir, path, &img, &f)?;
+                }
+                Ok(Scored {
+                    p: f.p_malignant,
+                    label: f.label.as_str(),
+                    map: Some(f.map),
+                })
+            }
+        })
         .map_err(|e| e.to_string());
     Row {
         path: path.display().to_string(),
@@ -114,13 +191,45 @@ fn classify_one(model: &Model, path: &Path) -> Row {
     }
 }
 
+/// `DIR/<file stem>.heatmap.png`, written atomically.
+fn write_heatmap(
+    model: &Model,
+    dir: &Path,
+    path: &Path,
+    img: &image::RgbImage,
+    f: &FieldPrediction,
+) -> Result<(), EdgeError> {
+    let card = model.card();
+    let aggregate = card
+        .field
+        .as_ref()
+        .map(|s| s.aggregate.describe())
+        .unwrap_or_default();
+    let text = OverlayText {
+        score: f.p_malignant,
+        label: f.label.as_str(),
+        threshold: card.threshold,
+        aggregate: &aggregate,
+    };
+    let png = overlay::render_png(img, &f.map, &text)?;
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    crate::fsutil::write_atomic(&dir.join(format!("{stem}.heatmap.png")), &png)
+}
+
+fn grid_text(map: &Option<ProbMap>) -> String {
+    map.as_ref()
+        .map_or_else(|| "centre".into(), |m| format!("{}x{}", m.rows, m.cols))
+}
+
 fn header(format: Format, width: usize) -> String {
     match format {
         Format::Table => format!(
-            "{:<width$}  {:>11}  {:<9}  {:>10}\n",
-            "path", "p_malignant", "label", "latency_ms"
+            "{:<width$}  {:>11}  {:<9}  {:>6}  {:>10}\n",
+            "path", "p_malignant", "label", "tiles", "latency_ms"
         ),
-        Format::Csv => "path,p_malignant,label,latency_ms,error\n".to_string(),
+        Format::Csv => "path,p_malignant,label,tiles,latency_ms,error\n".to_string(),
         Format::Jsonl => String::new(),
     }
 }
@@ -128,20 +237,31 @@ fn header(format: Format, width: usize) -> String {
 fn render(format: Format, row: &Row, width: usize) -> String {
     match format {
         Format::Table => match &row.outcome {
-            Ok((p, label)) => format!(
-                "{:<width$}  {:>11.4}  {:<9}  {:>10.2}\n",
-                row.path, p, label, row.latency_ms
+            Ok(s) => format!(
+                "{:<width$}  {:>11.4}  {:<9}  {:>6}  {:>10.2}\n",
+                row.path,
+                s.p,
+                s.label,
+                grid_text(&s.map),
+                row.latency_ms
             ),
-            Err(msg) => format!("{:<width$}  {:>11}  {:<9}  {msg}\n", row.path, "-", "error"),
+            // The message goes last so the other columns stay aligned with the header.
+            Err(msg) => format!(
+                "{:<width$}  {:>11}  {:<9}  {:>6}  {:>10.2}  {msg}\n",
+                row.path, "-", "error", "-", row.latency_ms
+            ),
         },
         Format::Csv => match &row.outcome {
-            Ok((p, label)) => format!(
-                "{},{p:.6},{label},{:.3},\n",
+            Ok(s) => format!(
+                "{},{:.6},{},{},{:.3},\n",
                 csv_field(&row.path),
+                s.p,
+                s.label,
+                grid_text(&s.map),
                 row.latency_ms
             ),
             Err(msg) => format!(
-                "{},,error,{:.3},{}\n",
+                "{},,error,,{:.3},{}\n",
                 csv_field(&row.path),
                 row.latency_ms,
                 csv_field(msg)
@@ -149,8 +269,9 @@ fn render(format: Format, row: &Row, width: usize) -> String {
         },
         Format::Jsonl => {
             let value = match &row.outcome {
-                Ok((p, label)) => serde_json::json!({
-                    "path": row.path, "p_malignant": p, "label": label, "latency_ms": row.latency_ms,
+                Ok(s) => serde_json::json!({
+                    "path": row.path, "p_malignant": s.p, "label": s.label,
+                    "latency_ms": row.latency_ms, "map": s.map,
                 }),
                 Err(msg) => serde_json::json!({
                     "path": row.path, "p_malignant": null, "label": "error",

@@ -2,12 +2,14 @@
 //! screening rig would raise, so the product can be shown without camera/GPIO.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use crate::card::Label;
 use crate::error::EdgeError;
+use crate::field::overlay::{self, OverlayText};
+use crate::field::scale;
 use crate::model::Model;
 use crate::{paths, preprocess};
 
@@ -28,6 +30,75 @@ pub fn rig_signal(label: Label) -> &'static str {
         Label::Malignant => "LED malignant ON, buzzer 1 beep",
         Label::Uncertain => "LED uncertain ON (re-image or refer)",
     }
+}
+
+/// What the demo prints for one sample.
+struct Screened {
+    label: Label,
+    p_malignant: f32,
+    /// `rows x cols` of the tile map, or `centre`.
+    tiles: String,
+    ms: f64,
+}
+
+/// Whole field where the model can, else the centre view; the overlay into `overlays`.
+fn screen(
+    model: &Model,
+    path: &Path,
+    img: &image::RgbImage,
+    overlays: &Option<PathBuf>,
+) -> Result<Screened, EdgeError> {
+    let um = scale::frame_um_per_px(None, Some(path));
+    let Some(dir) = overlays else {
+        let p = model.classify_at(img, um)?;
+        return Ok(Screened {
+            label: p.label,
+            p_malignant: p.p_malignant,
+            tiles: "centre".into(),
+            ms: p.preprocess_ms + p.infer_ms,
+        });
+    };
+    let f = model.screen(img, um)?;
+    let card = model.card();
+    let aggregate = card
+        .field
+        .as_ref()
+        .map(|s| s.aggregate.describe())
+        .unwrap_or_default();
+    let png = overlay::render_png(
+        img,
+        &f.map,
+        &OverlayText {
+            score: f.p_malignant,
+            label: f.label.as_str(),
+            threshold: card.threshold,
+            aggregate: &aggregate,
+        },
+    )?;
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "sample".into(), |s| s.to_string_lossy().into_owned());
+    crate::fsutil::write_atomic(&dir.join(format!("{stem}.heatmap.png")), &png)?;
+    Ok(Screened {
+        label: f.label,
+        p_malignant: f.p_malignant,
+        tiles: format!("{}x{}", f.map.rows, f.map.cols),
+        ms: f.preprocess_ms + f.infer_ms,
+    })
+}
+
+/// A new folder under the system's temp dir: `histoscreen-demo-<pid>-<n>`.
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for n in 0..1000 {
+        let dir = base.join(format!("histoscreen-demo-{}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free demo folder name"))
 }
 
 pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
@@ -51,6 +122,13 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     }
     let model = Model::load(&model_path)?;
     let card = model.card();
+    // Overlays go to a fresh folder the run names, so a demo never overwrites anything.
+    let overlays = match model.has_field() {
+        true => {
+            Some(tempfile_dir().map_err(|e| EdgeError::io("create", &std::env::temp_dir(), &e))?)
+        }
+        false => None,
+    };
     let mut text = format!(
         "model {} ({}, {}, threshold {:.3} ± {:.3})\n",
         model_path.display(),
@@ -66,17 +144,18 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let truth = paths::breakhis_truth(path);
         let truth_text = truth.map_or("?", Label::as_str);
-        match preprocess::load_image(path).and_then(|img| model.classify(&img)) {
+        match preprocess::load_image(path).and_then(|img| screen(&model, path, &img, &overlays)) {
             Ok(p) => {
                 if truth.is_some() && p.label != Label::Uncertain {
                     decided += 1;
                     right += usize::from(Some(p.label) == truth);
                 }
                 text.push_str(&format!(
-                    "{name:<36} truth {truth_text:<9} -> {:<9} p={:.3}  {:>6.1} ms  rig: {}\n",
+                    "{name:<36} truth {truth_text:<9} -> {:<9} p={:.3} {:>6}  {:>6.1} ms  rig: {}\n",
                     p.label.as_str(),
                     p.p_malignant,
-                    p.preprocess_ms + p.infer_ms,
+                    p.tiles,
+                    p.ms,
                     rig_signal(p.label)
                 ));
             }
@@ -87,6 +166,17 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         "{right}/{decided} decided samples agree with the BreakHis label ({} uncertain or unlabelled)\n",
         samples.len() - decided
     ));
+    match &overlays {
+        Some(dir) => text.push_str(&format!(
+            "whole field at the model's scale, score = {}; heatmap overlays in {}\n",
+            card.field
+                .as_ref()
+                .map(|f| f.aggregate.describe())
+                .unwrap_or_default(),
+            dir.display()
+        )),
+        None => text.push_str("centre crop only: this model's card has no whole-field spec\n"),
+    }
     if args.model.is_none() {
         // The bundled model learnt from every shared patient, these samples' included.
         text.push_str(

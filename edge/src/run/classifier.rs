@@ -7,7 +7,9 @@ use anyhow::{bail, Result};
 use image::RgbImage;
 
 use super::event_log::TileMap;
-use crate::model::Model;
+use crate::field::overlay::{self, OverlayText};
+use crate::model::{FieldPrediction, Model};
+use std::sync::{Arc, Mutex};
 
 /// Scores for one frame.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,17 +27,23 @@ pub struct FrameScore {
 /// Anything that turns a frame into scores.
 pub trait Classifier {
     fn classify_frame(&mut self, img: &RgbImage) -> Result<FrameScore>;
+
+    /// The latest frame with its tile map overlaid, as PNG, where the classifier makes a map.
+    fn latest_overlay_png(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
-/// The whole frame through the model (resize shorter side, centre crop),
-/// exactly as `classify` does for single images.
+/// The centre view of the frame, exactly as `classify --view centre` does for single images.
 pub struct WholeFrame<'m> {
     pub model: &'m Model,
+    /// The camera's micrometres per pixel (None: frames are at the model's scale).
+    pub um_per_px: Option<f32>,
 }
 
 impl Classifier for WholeFrame<'_> {
     fn classify_frame(&mut self, img: &RgbImage) -> Result<FrameScore> {
-        let p = self.model.classify(img)?;
+        let p = self.model.classify_at(img, self.um_per_px)?;
         Ok(FrameScore {
             p_malignant: p.p_malignant,
             probs: p.probs,
@@ -43,6 +51,78 @@ impl Classifier for WholeFrame<'_> {
             preprocess_ms: p.preprocess_ms,
             infer_ms: p.infer_ms,
         })
+    }
+}
+
+/// The latest screened frame, kept so its overlay can be drawn when someone asks for it
+/// (a saved malignant frame, a status page) rather than for every frame.
+pub struct LatestField {
+    pub frame: RgbImage,
+    pub field: FieldPrediction,
+}
+
+/// The whole frame at the model's scale in one dense pass, decided on the card's aggregate of
+/// the tile map: what `classify` does by default.
+pub struct WholeField<'m> {
+    pub model: &'m Model,
+    pub um_per_px: Option<f32>,
+    pub latest: Arc<Mutex<Option<LatestField>>>,
+}
+
+impl<'m> WholeField<'m> {
+    pub fn new(model: &'m Model, um_per_px: Option<f32>) -> Self {
+        WholeField {
+            model,
+            um_per_px,
+            latest: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl Classifier for WholeField<'_> {
+    fn classify_frame(&mut self, img: &RgbImage) -> Result<FrameScore> {
+        let f = self.model.screen(img, self.um_per_px)?;
+        let values = &f.map.values;
+        let n = values.len().max(1) as f32;
+        let score = FrameScore {
+            p_malignant: f.p_malignant,
+            probs: [1.0 - f.p_malignant, f.p_malignant],
+            tiles: Some(TileMap {
+                cols: f.map.cols as u32,
+                rows: f.map.rows as u32,
+                p_malignant: values.clone(),
+                max: values.iter().copied().fold(0.0f32, f32::max),
+                mean: values.iter().sum::<f32>() / n,
+            }),
+            preprocess_ms: f.preprocess_ms,
+            infer_ms: f.infer_ms,
+        };
+        // A frame copy, not an overlay: drawing it costs more than keeping it.
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(LatestField {
+            frame: img.clone(),
+            field: f,
+        });
+        Ok(score)
+    }
+
+    fn latest_overlay_png(&self) -> Result<Option<Vec<u8>>> {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(l) = latest.as_ref() else {
+            return Ok(None);
+        };
+        let card = self.model.card();
+        let aggregate = card
+            .field
+            .as_ref()
+            .map(|s| s.aggregate.describe())
+            .unwrap_or_default();
+        let text = OverlayText {
+            score: l.field.p_malignant,
+            label: l.field.label.as_str(),
+            threshold: card.threshold,
+            aggregate: &aggregate,
+        };
+        Ok(Some(overlay::render_png(&l.frame, &l.field.map, &text)?))
     }
 }
 

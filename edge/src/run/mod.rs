@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::cli::{View, ViewArgs};
 use crate::error::{one_line, EdgeError};
 use crate::model::{LoadOptions, Model};
 use camera::{CameraConfig, PixelFormat};
-use classifier::{Classifier, Scripted, Tiled, WholeFrame};
+use classifier::{Classifier, Scripted, Tiled, WholeField, WholeFrame};
 use decision::{Decider, DecisionConfig, Smoothing};
 use event_log::EventLog;
 use gpio::PinNumbers;
@@ -63,8 +64,10 @@ pub struct RunArgs {
     /// Camera resolution, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720", value_name = "WxH")]
     pub resolution: String,
-    /// Classify model-size tiles of the frame (batched) instead of one
-    /// resized frame; the decision uses the highest tile probability.
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// Classify model-size tiles of the frame one by one (batched) instead of the whole-field
+    /// dense pass; the decision uses the highest tile probability.
     #[arg(long)]
     pub tiles: bool,
     /// Tile side in frame pixels (default: the model's input size).
@@ -175,11 +178,18 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
             model = Model::load_with(&model_path, &opts)?;
             let card = model.card();
             let (t, b) = (card.threshold, card.uncertain_band);
+            let um_per_px = args.view.um_per_px;
             let c: Box<dyn Classifier + '_> = if args.tiles {
                 let size = args.tile_size.unwrap_or(card.input.crop);
                 Box::new(Tiled::new(&model, size)?)
             } else {
-                Box::new(WholeFrame { model: &model })
+                match args.view.resolve(&model)? {
+                    View::Field => Box::new(WholeField::new(&model, um_per_px)),
+                    View::Centre => Box::new(WholeFrame {
+                        model: &model,
+                        um_per_px,
+                    }),
+                }
             };
             (c, t, b)
         };

@@ -26,6 +26,7 @@ use super::shutdown::StopFlag;
 use super::signals::{SignalSink, Transition};
 use super::source::{Frame, FrameSource};
 use super::status::{rss_bytes, status_line, LatencyHistogram};
+use crate::error::EdgeError;
 
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -163,7 +164,15 @@ fn drive(
         let score = if sharpness < opts.min_sharpness {
             None
         } else {
-            Some(classifier.classify_frame(&frame.image)?)
+            match classifier.classify_frame(&frame.image) {
+                Ok(s) => Some(s),
+                // A frame the model cannot screen (too small at its scale) is idle, not fatal.
+                Err(e) if matches!(e.downcast_ref::<EdgeError>(), Some(EdgeError::Frame(_))) => {
+                    tracing::warn!("frame {frames} idle: {e}");
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         };
         let obs = score
             .as_ref()
@@ -190,7 +199,13 @@ fn drive(
             &opts.save_flagged,
             decision.changed && decision.state == ScreenState::Malignant,
         ) {
-            (Some(dir), true) => Some(save_frame(dir, frames, &frame)?),
+            (Some(dir), true) => {
+                let path = save_frame(dir, frames, &frame)?;
+                if let Some(png) = classifier.latest_overlay_png()? {
+                    crate::fsutil::write_atomic(&path.with_extension("heatmap.png"), &png)?;
+                }
+                Some(path)
+            }
             _ => None,
         };
         let dropped_now = dropped.load(Ordering::Relaxed);

@@ -224,6 +224,7 @@ pub fn card_for(onnx_path: &Path, onnx_bytes: &[u8], spec: &TinySpec) -> ModelCa
         split_seed: Some(7),
         training: serde_json::json!({ "note": "synthetic test model" }),
         metrics: serde_json::Value::Null,
+        field: None,
     }
 }
 

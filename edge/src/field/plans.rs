@@ -1,0 +1,111 @@
+//! Optimised plans of the dense model, one per frame size, built on first use and kept.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::runtime::RunOptions;
+
+use super::dense::{self, Window};
+use crate::error::{one_line, EdgeError};
+
+/// Frame sizes whose plans are kept: a camera has one, a folder of BreakHis images two or three.
+const KEPT_PLANS: usize = 4;
+
+struct SizedPlan {
+    size: (u32, u32),
+    state: TypedSimpleState,
+    input: Option<Arc<Tensor>>,
+}
+
+/// The dense form of a model, parsed once; plans are optimised per frame size.
+pub struct DensePlans {
+    window: Window,
+    proto: tract_onnx::pb::ModelProto,
+    model: InferenceModel,
+    options: RunOptions,
+    plans: Vec<SizedPlan>,
+}
+
+impl DensePlans {
+    /// Rewrites `proto` (a compact-head model) into its dense form and parses it.
+    pub fn new(
+        proto: &tract_onnx::pb::ModelProto,
+        window: Window,
+        options: RunOptions,
+    ) -> Result<Self, String> {
+        let dense_proto = dense::densify(proto, window)?;
+        let model = tract_onnx::onnx()
+            .model_for_proto_model(&dense_proto)
+            .map_err(one_line)?;
+        Ok(DensePlans {
+            window,
+            proto: dense_proto,
+            model,
+            options,
+            plans: Vec::new(),
+        })
+    }
+
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    /// The dense ONNX graph (for `export-dense` and ONNX Runtime).
+    pub fn proto(&self) -> &tract_onnx::pb::ModelProto {
+        &self.proto
+    }
+
+    /// Softmax rows `[cells, 2]` flattened, for one normalised CHW frame of `w`x`h`.
+    pub fn run(&mut self, chw: &[f32], w: u32, h: u32) -> Result<Vec<f32>, EdgeError> {
+        let fail = |e: TractError| EdgeError::Inference(format!("dense pass: {}", one_line(e)));
+        let at = self.plan_for(w, h).map_err(fail)?;
+        // Most recently used last, so eviction drops the oldest size.
+        let mut plan = self.plans.remove(at);
+        let result = Self::run_plan(&mut plan, chw, w, h).map_err(fail);
+        self.plans.push(plan);
+        result
+    }
+
+    fn plan_for(&mut self, w: u32, h: u32) -> TractResult<usize> {
+        if let Some(at) = self.plans.iter().position(|p| p.size == (w, h)) {
+            return Ok(at);
+        }
+        let shape = [1, 3, h as usize, w as usize];
+        let mut model = self.model.clone();
+        model.set_input_fact(0, f32::fact(shape).into())?;
+        let plan = model
+            .into_typed()?
+            .into_optimized()?
+            .into_runnable_with_options(&self.options)?;
+        let state = TypedSimpleState::new(&plan)?;
+        if self.plans.len() >= KEPT_PLANS {
+            self.plans.remove(0);
+        }
+        self.plans.push(SizedPlan {
+            size: (w, h),
+            state,
+            input: None,
+        });
+        Ok(self.plans.len() - 1)
+    }
+
+    fn run_plan(plan: &mut SizedPlan, chw: &[f32], w: u32, h: u32) -> TractResult<Vec<f32>> {
+        let shape = [1, 3, h as usize, w as usize];
+        let mut input = match plan.input.take() {
+            Some(t) => t,
+            None => Arc::new(Tensor::zero::<f32>(&shape)?),
+        };
+        if Arc::get_mut(&mut input).is_none() {
+            input = Arc::new(Tensor::zero::<f32>(&shape)?);
+        }
+        {
+            let tensor = Arc::get_mut(&mut input).expect("uniquely owned just above");
+            let mut view = tensor.try_as_plain_ram_mut()?;
+            view.as_slice_mut::<f32>()?.copy_from_slice(chw);
+        }
+        let outputs = plan.state.run(tvec![TValue::from_const(input.clone())])?;
+        plan.input = Some(input);
+        let view = outputs[0].try_as_plain_ram()?;
+        Ok(view.as_slice::<f32>()?.to_vec())
+    }
+}
