@@ -199,9 +199,13 @@ impl Model {
             ))
         })?;
         Self::check_output(&typed, &card, batch).map_err(mismatch)?;
+        // Only a compact head (a global pool) has a dense form; a classic head's card still
+        // carries the scale its centre tile is taken at.
         let window = match &card.field {
-            Some(_) => Some(Self::tile_window(&typed, &proto).map_err(mismatch)?),
-            None => None,
+            Some(_) if pool_node(&proto).is_ok() => {
+                Some(Self::tile_window(&typed, &proto).map_err(mismatch)?)
+            }
+            _ => None,
         };
         let optimized = typed.into_optimized().map_err(invalid)?;
         let optimize_ms = t1.elapsed().as_secs_f64() * 1e3;
@@ -362,8 +366,8 @@ impl Model {
         match (&self.card.field, &self.dense) {
             (Some(f), Some(_)) => Ok(f),
             _ => Err(EdgeError::Usage(format!(
-                "{}: the card has no whole-field spec (a classic-head model, or one exported before \
-                 whole-field screening): use --view centre or re-export it",
+                "{}: no whole-field form (a classic-head model, or a card written before \
+                 whole-field screening): use --view centre, or re-export a compact-head model",
                 self.path.display()
             ))),
         }

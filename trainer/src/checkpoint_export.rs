@@ -128,7 +128,11 @@ fn partition<'a>(
 }
 
 fn compare(reference: &Evaluation, variant: &Path, samples: &[&Sample]) -> Result<PrecisionCheck> {
-    let got = eval::evaluate(&eval::load_model(variant)?, samples);
+    let got = eval::evaluate_with(
+        &eval::load_model(variant)?,
+        samples,
+        eval::Scoring::CentreOnly,
+    );
     anyhow::ensure!(
         !reference.results.is_empty() && reference.results.len() == got.results.len(),
         "no images both models could score ({} f32, {} variant)",
@@ -284,7 +288,11 @@ impl Variants<'_> {
                     self.head,
                     info("f32"),
                 )?;
-                let r = eval::evaluate(&eval::load_model(&f32_path)?, &samples);
+                let r = eval::evaluate_with(
+                    &eval::load_model(&f32_path)?,
+                    &samples,
+                    eval::Scoring::CentreOnly,
+                );
                 self.reference.get_or_init(|| r)
             }
         };

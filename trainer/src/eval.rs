@@ -102,9 +102,23 @@ pub fn load_model(onnx: &Path) -> Result<Model> {
     )?)
 }
 
-/// Decodes in parallel, then runs each image through `Model::classify`, the call the device
-/// makes for every frame.
-pub fn score(model: &Model, samples: &[&Sample]) -> (Vec<ImageResult>, Vec<Rejected>) {
+/// What of each image is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoring {
+    /// The whole field (the device's default) where the model has a dense form, with the
+    /// centre tile and the tile map kept beside it; the centre view otherwise.
+    WholeField,
+    /// The centre tile only: a sixth of the work, for checks of a variant's arithmetic
+    /// against f32, which the view does not change.
+    CentreOnly,
+}
+
+/// Decodes in parallel, then runs each image through the calls the device makes for a frame.
+pub fn score(
+    model: &Model,
+    samples: &[&Sample],
+    scoring: Scoring,
+) -> (Vec<ImageResult>, Vec<Rejected>) {
     let mut results = Vec::with_capacity(samples.len());
     let mut rejected = Vec::new();
     for chunk in samples.chunks(32) {
@@ -113,9 +127,9 @@ pub fn score(model: &Model, samples: &[&Sample]) -> (Vec<ImageResult>, Vec<Rejec
             .map(|s| preprocess::load_image(&s.path))
             .collect();
         for (s, img) in chunk.iter().zip(decoded) {
-            let outcome = img
-                .map_err(|e| e.to_string())
-                .and_then(|img| score_one(model, &img, s.magnification).map_err(|e| e.to_string()));
+            let outcome = img.map_err(|e| e.to_string()).and_then(|img| {
+                score_one(model, &img, s.magnification, scoring).map_err(|e| e.to_string())
+            });
             match outcome {
                 Ok((p_malignant, p_centre, tiles)) => results.push(ImageResult {
                     path: s.path.display().to_string(),
@@ -144,11 +158,12 @@ fn score_one(
     model: &Model,
     img: &image::RgbImage,
     magnification: u32,
+    scoring: Scoring,
 ) -> Result<(f32, Option<f32>, Vec<f32>), EdgeError> {
-    if !model.has_field() {
-        return Ok((model.classify(img)?.p_malignant, None, Vec::new()));
-    }
     let um = Some(scale::breakhis_um_per_px(magnification));
+    if !model.has_field() || scoring == Scoring::CentreOnly {
+        return Ok((model.classify_at(img, um)?.p_malignant, None, Vec::new()));
+    }
     let field = model.screen(img, um)?;
     let centre = model.classify_at(img, um)?.p_malignant;
     Ok((field.p_malignant, Some(centre), field.map.values))
@@ -169,9 +184,14 @@ fn grouped(
         .collect()
 }
 
+/// Scores `samples` the device's way ([`Scoring::WholeField`]).
 pub fn evaluate(model: &Model, samples: &[&Sample]) -> Evaluation {
+    evaluate_with(model, samples, Scoring::WholeField)
+}
+
+pub fn evaluate_with(model: &Model, samples: &[&Sample], scoring: Scoring) -> Evaluation {
     let threshold = model.card().threshold;
-    let (results, rejected) = score(model, samples);
+    let (results, rejected) = score(model, samples, scoring);
     let scored: Vec<Scored> = results.iter().map(ImageResult::scored).collect();
     let metrics = Metrics::compute(&scored, threshold);
     Evaluation {

@@ -134,9 +134,12 @@ pub fn write_model(
         split_seed: info.split_seed,
         training: info.training,
         metrics: info.metrics,
-        // The compact head's global pool makes a dense form of every tile position possible.
-        field: (head == Head::Compact)
-            .then(|| FieldSpec::alexnet(crate::images::MODEL_UM_PER_PX, Aggregate::Mean)),
+        // Every head is trained at this scale; the compact head's global pool also gives the
+        // edge a dense form of every tile position.
+        field: Some(FieldSpec::alexnet(
+            crate::images::MODEL_UM_PER_PX,
+            Aggregate::Mean,
+        )),
     };
     card.save(&ModelCard::card_path_for(onnx_path))?;
     Ok(card)

@@ -55,8 +55,16 @@ fn check(variant: &str, precision: &str, max_size_share: f64) {
         .collect();
     assert!(samples.len() >= 100, "only {} images", samples.len());
 
-    let reference = eval::evaluate(&eval::load_model(&f32_path).unwrap(), &samples);
-    let got = eval::evaluate(&eval::load_model(&path).unwrap(), &samples);
+    let reference = eval::evaluate_with(
+        &eval::load_model(&f32_path).unwrap(),
+        &samples,
+        eval::Scoring::CentreOnly,
+    );
+    let got = eval::evaluate_with(
+        &eval::load_model(&path).unwrap(),
+        &samples,
+        eval::Scoring::CentreOnly,
+    );
     assert_eq!(reference.results.len(), samples.len());
     assert_eq!(got.results.len(), samples.len());
     let threshold = card.threshold;
