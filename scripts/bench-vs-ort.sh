@@ -131,7 +131,7 @@ need_venv numpy
 # HISTOSCREEN_BENCH_PROFILE=dev reuses a debug build on machines where a release
 # build is slow (tract-core is then at opt-level 0: the figures are not comparable).
 PROFILE="${HISTOSCREEN_BENCH_PROFILE:-release}"
-(cd "$ROOT" && cargo build --profile "$PROFILE" --workspace --bins --quiet)
+(cd "$ROOT" && cargo build --profile "$PROFILE" -p histoscreen-edge --bin histoscreen-edge --quiet)
 if [ "$PROFILE" = dev ]; then EDGE="$ROOT/target/debug/histoscreen-edge"; else EDGE="$ROOT/target/$PROFILE/histoscreen-edge"; fi
 
 WORK="$(mktemp -d)"

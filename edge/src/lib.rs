@@ -12,6 +12,7 @@ pub mod model;
 pub mod paths;
 pub mod preprocess;
 pub mod run;
+pub mod stdio;
 pub mod variants;
 
 pub use card::{InputSpec, Label, ModelCard, OutputSpec};

@@ -125,6 +125,52 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// Time spent in each node of `state`'s plan, averaged over `runs` runs on `input`, slowest
+/// first, in tract's own op names (which also name the matmul kernel it packed for).
+pub(crate) fn profile_state(
+    state: &mut TypedSimpleState,
+    input: &Tensor,
+    runs: usize,
+) -> TractResult<Vec<OpTime>> {
+    use tract_onnx::tract_core::internal::OpState;
+    use tract_onnx::tract_core::plan::{eval, EvalContext};
+
+    let runs = runs.max(1);
+    let mut totals: Vec<OpTime> = Vec::new();
+    let mut index = std::collections::HashMap::<usize, usize>::new();
+    for _ in 0..runs {
+        state.run_plan_with_eval(
+            tvec![input.clone().into_tvalue()],
+            |ctx: &EvalContext,
+             state: Option<&mut (dyn OpState + 'static)>,
+             node: &TypedNode,
+             inputs: TVec<TValue>| {
+                let t = Instant::now();
+                let out = eval(ctx, state, node, inputs);
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                let slot = *index.entry(node.id).or_insert_with(|| {
+                    totals.push(OpTime {
+                        node: node.name.clone(),
+                        op: std::iter::once(node.op.name().to_string())
+                            .chain(node.op.info().unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join(" | "),
+                        ms: 0.0,
+                    });
+                    totals.len() - 1
+                });
+                totals[slot].ms += ms;
+                out
+            },
+        )?;
+    }
+    for t in &mut totals {
+        t.ms /= runs as f64;
+    }
+    totals.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(totals)
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -501,54 +547,23 @@ impl Model {
     /// batch, slowest first: where the milliseconds of an inference go, in tract's own op names
     /// (which also name the matmul kernel it packed for).
     pub fn profile(&self, runs: usize) -> Result<Vec<OpTime>, EdgeError> {
-        use tract_onnx::tract_core::internal::OpState;
-        use tract_onnx::tract_core::plan::{eval, EvalContext};
-
         let fail = |e: TractError| {
             EdgeError::Inference(format!("{}: {}", self.path.display(), one_line(e)))
         };
-        let runs = runs.max(1);
         let input = Tensor::zero::<f32>(&self.input_shape).map_err(fail)?;
-        let mut totals: Vec<OpTime> = Vec::new();
-        let mut index = std::collections::HashMap::<usize, usize>::new();
         let mut runner = self
             .runner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for _ in 0..runs {
-            runner
-                .state
-                .run_plan_with_eval(
-                    tvec![input.clone().into_tvalue()],
-                    |ctx: &EvalContext,
-                     state: Option<&mut (dyn OpState + 'static)>,
-                     node: &TypedNode,
-                     inputs: TVec<TValue>| {
-                        let t = Instant::now();
-                        let out = eval(ctx, state, node, inputs);
-                        let ms = t.elapsed().as_secs_f64() * 1e3;
-                        let slot = *index.entry(node.id).or_insert_with(|| {
-                            totals.push(OpTime {
-                                node: node.name.clone(),
-                                op: std::iter::once(node.op.name().to_string())
-                                    .chain(node.op.info().unwrap_or_default())
-                                    .collect::<Vec<_>>()
-                                    .join(" | "),
-                                ms: 0.0,
-                            });
-                            totals.len() - 1
-                        });
-                        totals[slot].ms += ms;
-                        out
-                    },
-                )
-                .map_err(fail)?;
-        }
-        for t in &mut totals {
-            t.ms /= runs as f64;
-        }
-        totals.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-        Ok(totals)
+        profile_state(&mut runner.state, &input, runs).map_err(fail)
+    }
+
+    /// [`Model::profile`] of the whole-field pass on a zero `w`x`h` frame (model scale).
+    pub fn profile_field(&self, w: u32, h: u32, runs: usize) -> Result<Vec<OpTime>, EdgeError> {
+        self.field()?;
+        let dense = self.dense.as_ref().expect("field() checked it");
+        let mut plans = dense.lock().unwrap_or_else(|p| p.into_inner());
+        plans.profile(w, h, runs)
     }
 
     fn check_len(&self, len: usize, n: usize) -> Result<(), EdgeError> {

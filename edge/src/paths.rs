@@ -18,7 +18,9 @@ pub fn build_workspace_root() -> PathBuf {
 
 /// The workspace the running executable belongs to: the first ancestor of the
 /// executable holding a `models/` folder (target/<profile>/exe -> root), else
-/// the workspace the crate was compiled in.
+/// the workspace the crate was compiled in if this machine has it (`cargo
+/// install` from a checkout), else the current folder: a copied binary must not
+/// go looking in, or report, the build machine's folders.
 pub fn workspace_root() -> PathBuf {
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1) {
@@ -27,10 +29,16 @@ pub fn workspace_root() -> PathBuf {
             }
         }
     }
-    build_workspace_root()
+    let built = build_workspace_root();
+    if built.join("Cargo.toml").is_file() {
+        built
+    } else {
+        PathBuf::from(".")
+    }
 }
 
-/// `HISTOSCREEN_SHARED`, defaulting to `../shared` next to the workspace root.
+/// `HISTOSCREEN_SHARED`, defaulting to `../shared` next to the workspace root. The one
+/// place both binaries (the edge's defaults, the trainer's data and weights) resolve it.
 pub fn shared_dir() -> PathBuf {
     match std::env::var_os(SHARED_ENV) {
         Some(v) if !v.is_empty() => PathBuf::from(v),

@@ -31,6 +31,7 @@ pub fn load_image(path: &Path) -> Result<RgbImage, EdgeError> {
 /// The format is sniffed from the magic bytes, not from a file extension,
 /// because camera frames have none. `what` names the source in the error.
 pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage, EdgeError> {
+    check_dimensions(bytes, what)?;
     let img = image::load_from_memory(bytes).map_err(|e| EdgeError::Image {
         what: what.to_string(),
         reason: one_line(e),
@@ -44,6 +45,32 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage, EdgeError> {
     // Grey, RGBA and 16-bit slides all become plain 8-bit RGB; alpha is dropped
     // because stained tissue has no meaningful transparency.
     Ok(img.into_rgb8())
+}
+
+/// Largest image decoded, in pixels: a 12-megapixel camera frame fits eight times over; a
+/// 20000x20000 slide scan (1.2 GB as RGB) is refused from its header, before any decoding.
+pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
+
+/// Refuses an image whose header declares more than [`MAX_IMAGE_PIXELS`]; formats whose
+/// header cannot be read this way are left to the decoder's own checks.
+fn check_dimensions(bytes: &[u8], what: &str) -> Result<(), EdgeError> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format();
+    let Ok((w, h)) = reader
+        .map_err(|_| ())
+        .and_then(|r| r.into_dimensions().map_err(|_| ()))
+    else {
+        return Ok(());
+    };
+    if w as u64 * h as u64 > MAX_IMAGE_PIXELS {
+        return Err(EdgeError::Image {
+            what: what.to_string(),
+            reason: format!(
+                "{w}x{h} pixels is more than the {MAX_IMAGE_PIXELS}-pixel limit; crop or \
+                 downscale it first"
+            ),
+        });
+    }
+    Ok(())
 }
 
 thread_local! {

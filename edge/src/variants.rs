@@ -278,9 +278,13 @@ pub struct Row {
     pub file: String,
     pub precision: String,
     pub size_bytes: u64,
-    /// Median latency (or the single run for a variant cut short), milliseconds.
+    /// Median latency, milliseconds; `None` for a variant not timed (cut short after one
+    /// run, rejected, or failing).
     pub ms: Option<f64>,
     pub runs: usize,
+    /// The single run of a variant cut short as hopelessly slow: not a median.
+    #[serde(default)]
+    pub first_run_ms: Option<f64>,
     pub kernels: Vec<String>,
     /// Recorded label agreement and balanced-accuracy change against f32, when the card has them.
     pub agreement: Option<f64>,
@@ -323,6 +327,7 @@ pub fn survey(
             size_bytes: v.card.size_bytes,
             ms: None,
             runs: 0,
+            first_run_ms: None,
             kernels: Vec::new(),
             agreement: check.agreement,
             balanced_accuracy_change: check
@@ -349,10 +354,10 @@ pub fn survey(
         let first_ms = first.runs_ms.first().copied().unwrap_or(f64::NAN);
         match &best {
             Some((best_ms, best_file)) if first_ms > SLOW_FACTOR * best_ms => {
-                row.ms = Some(first_ms);
+                row.first_run_ms = Some(first_ms);
                 row.runs = 1;
                 row.speed_note = Some(format!(
-                    "{:.1}x slower than {best_file} in its first run; not timed further",
+                    "not timed: {:.1}x slower than {best_file} in its first run ({first_ms:.1} ms)",
                     first_ms / best_ms
                 ));
             }
@@ -377,13 +382,27 @@ pub fn survey(
     rows
 }
 
-/// The fastest eligible row.
-pub fn fastest(rows: &[Row]) -> Option<&Row> {
-    rows.iter().filter(|r| r.eligible()).min_by(|a, b| {
-        a.ms.unwrap_or(f64::INFINITY)
-            .total_cmp(&b.ms.unwrap_or(f64::INFINITY))
-    })
+/// Medians within this fraction of the fastest count as equally fast: two calls on an idle
+/// machine differ by a few percent, and a choice that followed that noise would change the
+/// deployed file from one start to the next.
+pub const TIE_FRACTION: f64 = 0.10;
+
+/// What wins a tie: f32 (the reference itself), then the smaller file, then the name.
+fn tie_order(r: &Row) -> (bool, u64, &str) {
+    (r.precision != "f32", r.size_bytes, &r.file)
 }
+
+/// The eligible row `--precision auto` takes: the fastest, or among the rows within
+/// [`TIE_FRACTION`] of it, f32, then the smaller file.
+pub fn fastest(rows: &[Row]) -> Option<&Row> {
+    let eligible = || rows.iter().filter(|r| r.eligible());
+    let min = eligible().filter_map(|r| r.ms).min_by(f64::total_cmp)?;
+    eligible()
+        .filter(|r| r.ms.is_some_and(|ms| ms <= min * (1.0 + TIE_FRACTION)))
+        .min_by_key(|r| tie_order(r))
+}
+
+const TIE_RULE: &str = "ties go to f32, then to the smaller file";
 
 /// The variant `--precision auto` settled on, and how.
 #[derive(Debug, Clone)]
@@ -558,9 +577,31 @@ pub fn rejection(row: &Row, chosen: Option<&Row>) -> String {
         return n.clone();
     }
     match (row.ms, chosen.and_then(|c| c.ms)) {
+        // Faster than the choice yet not chosen: it tied with it.
+        (Some(ms), Some(best)) if ms < best => format!(
+            "{ms:.1} ms against {best:.1} ms is a tie (within {:.0}%): {TIE_RULE}",
+            TIE_FRACTION * 100.0
+        ),
         (Some(ms), Some(best)) => format!("slower: {ms:.1} ms against {best:.1} ms"),
         _ => "not timed".into(),
     }
+}
+
+/// Why the choice is not the fastest row, when it is not; empty otherwise.
+fn tie_note(rows: &[Row], chosen: &Row) -> String {
+    let faster: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.eligible() && r.ms.zip(chosen.ms).is_some_and(|(a, b)| a < b))
+        .map(|r| r.file.as_str())
+        .collect();
+    if faster.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; tied with the faster {} (within {:.0}%): {TIE_RULE}",
+        faster.join(", "),
+        TIE_FRACTION * 100.0
+    )
 }
 
 /// One line per variant on stderr: what auto chose, with its kernels, and why not the others.
@@ -574,7 +615,7 @@ pub fn explain(choice: &Choice) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(c) = chosen {
         lines.push(format!(
-            "precision auto: {} ({}, {:.1} ms median{}; kernels {})",
+            "precision auto: {} ({}, {:.1} ms median{}{}; kernels {})",
             c.file,
             c.precision,
             c.ms.unwrap_or(f64::NAN),
@@ -583,6 +624,7 @@ pub fn explain(choice: &Choice) -> Vec<String> {
             } else {
                 ""
             },
+            tie_note(&choice.rows, c),
             if c.kernels.is_empty() {
                 "none reported".to_string()
             } else {
@@ -755,27 +797,56 @@ mod tests {
     }
 
     #[test]
-    fn auto_on_x86_timings_picks_a_fast_variant_not_the_slow_int8_or_f16() {
+    fn auto_on_x86_timings_keeps_f32_on_a_tie_and_never_the_slow_int8_or_f16() {
         let dir = standard_folder();
         let mut timer = FakeTimer::x86();
         let choice = auto(dir.path(), 1, None, false, &mut timer);
+        // int8-weights at 23.5 ms is within 10% of f32's 24.0 ms: a tie, which f32 wins.
         assert_eq!(
             choice.path.file_name().unwrap(),
-            "model-int8-weights.onnx",
+            "model.onnx",
             "{:?}",
             choice.rows
         );
-        // The slow variants were run once, not the full AUTO_RUNS.
+        // The slow variants were run once, not the full AUTO_RUNS, and have no median.
         assert_eq!(timer.calls["model-int8.onnx"], 1);
         assert_eq!(timer.calls["model-f16.onnx"], 1);
         assert_eq!(timer.calls["model.onnx"], 1 + AUTO_RUNS);
+        let int8 = choice.rows.iter().find(|r| r.precision == "int8").unwrap();
+        assert_eq!((int8.ms, int8.first_run_ms), (None, Some(310.0)));
         let text = explain(&choice).join("\n");
-        assert!(text.contains("precision auto: model-int8-weights.onnx (int8-weights, 23.5 ms median; kernels fake_int8-weights)"), "{text}");
-        assert!(text.contains("not model-int8.onnx (int8): 13.2x slower than model-int8-weights.onnx in its first run"), "{text}");
+        assert!(text.contains("precision auto: model.onnx (f32, 24.0 ms median; tied with the faster model-int8-weights.onnx (within 10%): ties go to f32, then to the smaller file; kernels fake_f32)"), "{text}");
+        assert!(text.contains("not model-int8.onnx (int8): not timed: 13.2x slower than model-int8-weights.onnx in its first run (310.0 ms)"), "{text}");
         assert!(
-            text.contains("not model.onnx (f32): slower: 24.0 ms against 23.5 ms"),
+            text.contains("not model-int8-weights.onnx (int8-weights): 23.5 ms against 24.0 ms is a tie (within 10%)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_tie_without_f32_goes_to_the_smaller_file_whichever_is_faster_this_time() {
+        let mut small = card("int8-weights", Some((1.0, 0.635, 0.635)));
+        small.size_bytes = 250;
+        let mut large = card("f16-weights", Some((1.0, 0.635, 0.635)));
+        large.size_bytes = 500;
+        let dir = folder(&[
+            ("model.onnx", card("f32", None)),
+            ("model-int8-weights.onnx", small),
+            ("model-f16-weights.onnx", large),
+        ]);
+        for (int8_weights, f16_weights) in [(20.0, 21.0), (21.0, 20.0)] {
+            let mut timer = FakeTimer::x86();
+            timer.ms.insert("f32", 40.0);
+            timer.ms.insert("int8-weights", int8_weights);
+            timer.ms.insert("f16-weights", f16_weights);
+            let choice = auto(dir.path(), 1, None, false, &mut timer);
+            assert_eq!(
+                choice.path.file_name().unwrap(),
+                "model-int8-weights.onnx",
+                "{:?}",
+                choice.rows
+            );
+        }
     }
 
     #[test]

@@ -168,8 +168,33 @@ fn scripted_run_drives_the_exact_pin_sequence() {
     assert!(image::open(flagged.join(&saved[1])).is_ok());
 }
 
+/// Waits until `child`'s event log has `lines` lines and `ready` holds; the deadline only
+/// guards against a hang.
+fn wait_running(
+    child: &mut std::process::Child,
+    log: &Path,
+    lines: usize,
+    ready: impl Fn() -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let have = read_lines(log).len();
+        if have >= lines && ready() {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("run exited early with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run produced only {have} log lines"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
-fn sigterm_mid_run_exits_cleanly_with_pins_safe_and_log_whole() {
+fn sigterm_mid_run_exits_143_with_pins_safe_and_log_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let slides = slides(tmp.path());
     let log = tmp.path().join("events.jsonl");
@@ -187,30 +212,22 @@ fn sigterm_mid_run_exits_cleanly_with_pins_safe_and_log_whole() {
         .spawn()
         .unwrap();
 
-    // Wait until the loop is clearly running (and has raised the alarm at
-    // least once); the deadline only guards against a hang.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let lines = read_lines(&log).len();
-        let alarmed = read_lines(&trace).iter().any(|l| l == "malignant 17 high");
-        if lines >= 20 && alarmed {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("run exited early with {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run produced only {lines} log lines"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Clearly running, and the alarm raised at least once.
+    wait_running(&mut child, &log, 20, || {
+        read_lines(&trace).iter().any(|l| l == "malignant 17 high")
+    });
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // 128 + SIGTERM, as a shell reports a program SIGTERM ended (and systemd accepts it).
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("stop requested"), "{stderr}");
+    assert!(
+        stderr.contains("pins safe (trace ")
+            && stderr.contains("malignant 17, uncertain 22, benign 27, heartbeat 23 low"),
+        "the summary names the pins now safe: {stderr}"
+    );
 
     // Every line whole, frames numbered without gaps.
     let events = parse_log(&log);
@@ -287,4 +304,70 @@ fn console_sink_prints_transitions_without_gpio() {
         "{stdout}"
     );
     assert!(lines[3].starts_with("frame 4: idle -> benign"), "{stdout}");
+}
+
+#[test]
+fn sigint_in_console_mode_exits_130_and_says_no_pins_were_driven() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slides = slides(tmp.path());
+    let log = tmp.path().join("events.jsonl");
+    let mut child = Command::new(BIN)
+        .args(["run", "--fake-scores", "0.2", "--loop"])
+        .args(["--fps", "200", "--status-secs", "0", "--pin-heartbeat", "5"])
+        .arg(format!("--source=dir:{}", slides.display()))
+        .arg("--log")
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_running(&mut child, &log, 5, || true);
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(
+            "console mode, no pins driven (with --gpio-chip they would now be safe: \
+             malignant 17, uncertain 22, benign 27, heartbeat 5 low)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("; ema alpha 0.3 hi "),
+        "no Rust debug text: {stderr}"
+    );
+}
+
+#[test]
+fn a_closed_stderr_ends_the_run_with_141_and_pins_safe_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let slides = slides(tmp.path());
+    let trace = tmp.path().join("pins.trace");
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--fake-scores",
+            "0.9",
+            "--loop",
+            "--status-secs",
+            "0",
+        ])
+        // A third of a second: the summary is written long after the pipe closed.
+        .args(["--fps", "100", "--max-frames", "30"])
+        .arg(format!("--source=dir:{}", slides.display()))
+        .arg("--gpio-trace")
+        .arg(&trace)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As `run ... 2>&1 | head -0` would: nobody reads stderr any more.
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    // 128 + SIGPIPE, what a shell shows for a program a closed pipe ended; not 101 (a panic).
+    assert_eq!(status.code(), Some(141));
+    let trace = read_lines(&trace);
+    assert_eq!(&trace[trace.len() - 4..], SAFE_SEQUENCE, "{trace:?}");
 }

@@ -36,6 +36,8 @@ pub struct CalibrationArgs {
     /// of the values, ignoring rare outliers).
     #[arg(long, value_enum, default_value_t = CalibrationKind::Percentile)]
     pub calibration: CalibrationKind,
+    /// With `--calibration percentile`: the percentile of each activation's values taken as
+    /// its int8 range (values above it saturate).
     #[arg(long, default_value_t = 99.99)]
     pub percentile: f64,
 }
@@ -60,6 +62,8 @@ pub struct ExportArgs {
     /// A `train --out` folder or its `checkpoint` subfolder.
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// Numerics of the written file: int8 or f16 arithmetic, or f32 arithmetic with int8 or
+    /// f16 stored weights (`-weights`).
     #[arg(long, value_enum, default_value_t = Precision::Int8Weights)]
     pub precision: Precision,
     /// The ONNX file to write; its model card goes beside it.

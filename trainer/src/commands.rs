@@ -1,7 +1,7 @@
 //! What each subcommand does, from parsed arguments to files on disk.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -11,11 +11,11 @@ use serde_json::json;
 use histoscreen_edge::fsutil::write_atomic;
 use histoscreen_edge::run::shutdown::StopFlag;
 
-use crate::checkpoint::{Checkpointer, Completed};
+use crate::checkpoint::{Checkpointer, Completed, Interrupted};
 use crate::checkpoint_export::Precision;
-use crate::cli::{Cli, Command, DataArgs, EvalArgs, TrainArgs};
+use crate::cli::{Cli, Command, DataArgs, EvalArgs, TrainArgs, UsageError};
 use crate::dataset::{Dataset, Rejected, Sample, Summary};
-use crate::eval::{self, Evaluation};
+use crate::eval::{self, EvalReport, Evaluation, PatientSplit};
 use crate::export::{self, CardInfo};
 use crate::feature_bank::FeatureBank;
 use crate::images::{self, LoadedImage};
@@ -31,11 +31,18 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Train(args) => {
             let stop = StopFlag::new();
             stop.on_signals()?;
-            train_command(&args, !cli.quiet, stop).map(|_| 0)
+            match train_command(&args, !cli.quiet, stop.clone()) {
+                // 128 + the signal, as the edge's `run` exits: 130 for Ctrl-C, 143 for SIGTERM.
+                Err(e) if e.is::<Interrupted>() => {
+                    histoscreen_edge::stdio::eprint_line(&format!("histoscreen-train: {e}"));
+                    Ok(stop.signal_exit_code().unwrap_or(130))
+                }
+                other => other.map(|_| 0),
+            }
         }
         Command::Eval(args) => {
-            let evaluation = eval_command(&args)?;
-            println!("{}", serde_json::to_string_pretty(&evaluation)?);
+            let report = eval_command(&args)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(0)
         }
         Command::Download(args) => crate::download::run(&args).map(|_| 0),
@@ -56,26 +63,87 @@ fn scan(data: &DataArgs) -> Result<Dataset> {
     Ok(ds)
 }
 
-pub fn eval_command(args: &EvalArgs) -> Result<Evaluation> {
+/// `eval`: headline figures from the patients the model never trained on, the trained-on
+/// ones apart under `seen_in_training`; data of trained-on patients only is refused unless
+/// `--allow-seen`.
+pub fn eval_command(args: &EvalArgs) -> Result<EvalReport> {
     let model = eval::load_model(&args.model)?;
     let ds = scan(&args.data)?;
     let samples: Vec<&Sample> = ds.samples.iter().collect();
-    let mut evaluation = eval::evaluate(&model, &samples);
-    evaluation.rejected.extend(ds.rejected.iter().cloned());
-    for r in &evaluation.rejected {
+    let trained = eval::trained_patients(model.card());
+    let split = PatientSplit::new(&samples, trained.as_ref());
+    check_seen(args, &split)?;
+    let mut report = eval::evaluate_split(&model, &split);
+    report.rejected.extend(ds.rejected.iter().cloned());
+    for r in &report.rejected {
         tracing::warn!("not evaluated {}: {}", r.path.display(), r.reason);
     }
     if let Some(path) = &args.per_image {
-        let mut csv = String::from("path,patient,class,subtype,magnification,p_malignant\n");
-        for r in &evaluation.results {
+        let mut csv =
+            String::from("path,patient,class,subtype,magnification,p_malignant,seen_in_training\n");
+        for (r, seen) in &report.results {
             csv.push_str(&format!(
-                "{},{},{},{},{},{:.6}\n",
-                r.path, r.patient, r.class, r.subtype, r.magnification, r.p_malignant
+                "{},{},{},{},{},{:.6},{}\n",
+                r.path,
+                r.patient,
+                r.class,
+                r.subtype,
+                r.magnification,
+                r.p_malignant,
+                seen.as_str()
             ));
         }
         write_atomic(path, csv.as_bytes())?;
     }
-    Ok(evaluation)
+    Ok(report)
+}
+
+/// At most `n` patient ids, for a one-line message.
+fn some_ids(ids: &std::collections::BTreeSet<String>, n: usize) -> String {
+    let mut shown: Vec<&str> = ids.iter().take(n).map(String::as_str).collect();
+    if ids.len() > n {
+        shown.push("...");
+    }
+    shown.join(", ")
+}
+
+/// Warns when trained-on patients are in the data (or when the card cannot tell), and
+/// refuses data of trained-on patients only unless `--allow-seen`.
+fn check_seen(args: &EvalArgs, split: &PatientSplit<'_>) -> Result<()> {
+    let card = histoscreen_edge::card::ModelCard::card_path_for(&args.model);
+    if !split.known {
+        tracing::warn!(
+            "{}: the card records no training patients (written before histoscreen-train listed them): cannot tell seen from unseen patients, so these figures may include patients the model was trained on",
+            card.display()
+        );
+        return Ok(());
+    }
+    let seen = split.seen_patients();
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let unseen = split.unseen_patients().len();
+    if unseen == 0 && !args.allow_seen {
+        let data = args
+            .data
+            .data
+            .clone()
+            .unwrap_or_else(settings::default_data_dir);
+        return Err(UsageError(format!(
+            "{}: all {} patients were trained on (per {}), so its figures would measure memory, not screening: give data of other patients, or --allow-seen to score them anyway",
+            data.display(),
+            seen.len(),
+            card.display()
+        ))
+        .into());
+    }
+    tracing::warn!(
+        "{} of {} patients were trained on ({}): their figures are under seen_in_training, the headline figures are from the {unseen} unseen patients only",
+        seen.len(),
+        seen.len() + unseen,
+        some_ids(&seen, 5)
+    );
+    Ok(())
 }
 
 /// One patient-disjoint run: fit on `split.train` minus the selection patients, choose the
@@ -355,14 +423,19 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
                 run: i,
             }),
         )?;
-        pretrained_note = fitted.pretrained.as_ref().map(|r| r.describe());
+        pretrained_note = fitted.pretrained.as_ref().map(weights_note);
         let onnx_path = if args.folds.is_some() {
             std::fs::create_dir_all(&scratch)?;
             scratch.join(format!("fold{}.onnx", i + 1))
         } else {
             args.out.join("model.onnx")
         };
-        let training = json!({"fit_patients": inner.train, "select_patients": inner.test, "best_epoch": fitted.best_epoch});
+        let training = json!({
+            "fit_patients": inner.train,
+            "select_patients": inner.test,
+            eval::PATIENTS_TRAINED: union_sorted(&inner.train, &inner.test),
+            "best_epoch": fitted.best_epoch,
+        });
         let test = export_and_evaluate(
             &fitted.model,
             &onnx_path,
@@ -403,7 +476,7 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
 
     // With folds (or no hold-out) the exported model learns from every patient for the median
     // chosen epoch count; its figures are the cross-validated ones above.
-    let (exported_epochs, exported_patients) = if args.folds.is_some() || outer.is_empty() {
+    let (exported_epochs, patients_trained) = if args.folds.is_some() || outer.is_empty() {
         let mut epochs: Vec<usize> = runs.iter().map(|r| r.best_epoch).collect();
         epochs.sort();
         let e = epochs.get(epochs.len() / 2).copied().unwrap_or(args.epochs);
@@ -426,7 +499,7 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
                 run: outer.len(),
             }),
         )?;
-        pretrained_note = fitted.pretrained.as_ref().map(|r| r.describe());
+        pretrained_note = fitted.pretrained.as_ref().map(weights_note);
         let training = json!({"trained_on": "all patients", "epochs": e});
         export_and_evaluate(
             &fitted.model,
@@ -434,13 +507,22 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
             card_info(args, "histoscreen-alexnet", training, json!({})),
             &[],
         )?;
-        (e, all_patients.len())
+        (e, all_patients.keys().cloned().collect())
     } else {
         (
             runs[0].best_epoch,
-            runs[0].train_patients.len() + runs[0].select_patients.len(),
+            union_sorted(&runs[0].train_patients, &runs[0].select_patients),
         )
     };
+    let exported_patients = patients_trained.len();
+    // Hashed before the report drops the weights' folder.
+    let card_config = card_config(&config)?;
+    let mut config = config;
+    config.pretrained = config
+        .pretrained
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(PathBuf::from);
 
     let report = TrainReport {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -468,10 +550,11 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
     );
     card.training = json!({
         "data": summary,
-        "config": report.config,
+        "config": card_config,
         "pretrained": report.pretrained,
         "epochs": exported_epochs,
         "patients": exported_patients,
+        eval::PATIENTS_TRAINED: patients_trained,
     });
     card.metrics = json!({
         "protocol": match args.folds {
@@ -511,6 +594,44 @@ pub fn train_command(args: &TrainArgs, progress: bool, stop: StopFlag) -> Result
     );
     print_summary(&report, &args.out);
     Ok(report)
+}
+
+/// Both lists as one, sorted: the patients a run learnt from (fitted on or chose its epoch on).
+fn union_sorted(a: &[String], b: &[String]) -> Vec<String> {
+    let all: std::collections::BTreeSet<&String> = a.iter().chain(b).collect();
+    all.into_iter().cloned().collect()
+}
+
+/// What the weights file gave the network, naming the file without the folder it had on
+/// the training machine.
+fn weights_note(r: &crate::weights::LoadReport) -> String {
+    let name = Path::new(&r.file)
+        .file_name()
+        .map_or_else(|| r.file.clone(), |n| n.to_string_lossy().into_owned());
+    crate::weights::LoadReport {
+        file: name,
+        ..r.clone()
+    }
+    .describe()
+}
+
+/// The configuration as the card records it: the weights file by name and sha256, never by
+/// a path, which would only name a folder on the training machine.
+fn card_config(config: &TrainConfig) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(config)?;
+    if let Some(path) = &config.pretrained {
+        let mut file = std::fs::File::open(path)
+            .with_context(|| format!("{}: cannot read the pretrained weights", path.display()))?;
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut file, &mut hasher)
+            .with_context(|| format!("{}: cannot read the pretrained weights", path.display()))?;
+        v["pretrained"] = json!({
+            "file": path.file_name().map(|n| n.to_string_lossy()),
+            "sha256": hex::encode(hasher.finalize()),
+        });
+    }
+    Ok(v)
 }
 
 fn print_summary(report: &TrainReport, out: &Path) {

@@ -105,6 +105,23 @@ pub fn write_model(
 ) -> Result<ModelCard> {
     write_atomic(onnx_path, onnx_bytes)?;
     let card = ModelCard {
+        onnx_file: onnx_path
+            .file_name()
+            .context("model path has no file name")?
+            .to_string_lossy()
+            .into_owned(),
+        sha256: sha256_hex(onnx_bytes),
+        size_bytes: onnx_bytes.len() as u64,
+        ..card_for(head, info)?
+    };
+    card.save(&ModelCard::card_path_for(onnx_path))?;
+    Ok(card)
+}
+
+/// The card of a `head` network described by `info`, without a file (name, checksum and size
+/// empty): [`write_model`] adds them, and `predict` takes a checkpoint's decision rule from it.
+pub fn card_for(head: Head, info: CardInfo) -> Result<ModelCard> {
+    Ok(ModelCard {
         format_version: histoscreen_edge::card::CARD_FORMAT_VERSION,
         name: info.name,
         architecture: "alexnet".into(),
@@ -113,13 +130,9 @@ pub fn write_model(
             .unwrap_or_default()
             .to_string(),
         precision: info.precision,
-        onnx_file: onnx_path
-            .file_name()
-            .context("model path has no file name")?
-            .to_string_lossy()
-            .into_owned(),
-        sha256: sha256_hex(onnx_bytes),
-        size_bytes: onnx_bytes.len() as u64,
+        onnx_file: String::new(),
+        sha256: String::new(),
+        size_bytes: 0,
         classes: crate::dataset::CLASSES
             .iter()
             .map(|c| c.to_string())
@@ -140,9 +153,7 @@ pub fn write_model(
             crate::images::MODEL_UM_PER_PX,
             Aggregate::Mean,
         )),
-    };
-    card.save(&ModelCard::card_path_for(onnx_path))?;
-    Ok(card)
+    })
 }
 
 /// f32 ONNX bytes of `model`.

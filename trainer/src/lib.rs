@@ -42,13 +42,14 @@ where
     init_logging(cli.quiet);
     match commands::run(cli) {
         Ok(code) => code,
-        Err(e) if e.is::<checkpoint::Interrupted>() => {
-            eprintln!("histoscreen-train: {e}");
-            130
-        }
         Err(e) => {
-            eprintln!("histoscreen-train: {}", one_line(&e));
-            1
+            let line = format!("histoscreen-train: {}", one_line(&e));
+            histoscreen_edge::stdio::eprint_line(&line);
+            if e.is::<cli::UsageError>() {
+                2
+            } else {
+                1
+            }
         }
     }
 }

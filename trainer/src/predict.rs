@@ -3,16 +3,19 @@
 //! probabilities match the exported model's (within float rounding).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
+use histoscreen_edge::card::ModelCard;
 use histoscreen_edge::paths;
 use histoscreen_edge::preprocess;
 
 use crate::checkpoint;
-use crate::cli::PredictArgs;
+use crate::cli::{PredictArgs, DEFAULT_THRESHOLD, DEFAULT_UNCERTAIN_BAND};
+use crate::export::{self, CardInfo};
 use crate::images;
+use crate::model::Head;
 use crate::train;
 
 /// Image files of `args`, folders expanded; a path that does not exist stops the command.
@@ -21,6 +24,56 @@ fn image_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
         bail!("{}: no such file or folder", missing.display());
     }
     Ok(paths::expand_inputs(args)?)
+}
+
+/// The card whose threshold and uncertain band label the probabilities, so a row reads as
+/// `classify` would label the exported model's: the finished run's `model.json` (beside the
+/// checkpoint folder), else train's defaults; `--threshold` and `--uncertain-band` override.
+fn decision_rule(args: &PredictArgs, finished: bool, head: Head) -> Result<ModelCard> {
+    let out_dir = checkpoint::locate(&args.checkpoint)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let card_path = ModelCard::card_path_for(&out_dir.join("model.onnx"));
+    // An unfinished run's folder may hold the card of an earlier run, not of this network.
+    let mut card = if finished && card_path.is_file() {
+        ModelCard::load(&card_path)?
+    } else {
+        export::card_for(
+            head,
+            CardInfo {
+                name: "checkpoint".into(),
+                precision: "f32".into(),
+                threshold: DEFAULT_THRESHOLD,
+                uncertain_band: DEFAULT_UNCERTAIN_BAND,
+                split_seed: None,
+                training: serde_json::Value::Null,
+                metrics: serde_json::Value::Null,
+            },
+        )?
+    };
+    card.threshold = args.threshold.unwrap_or(card.threshold);
+    card.uncertain_band = args.uncertain_band.unwrap_or(card.uncertain_band);
+    if !(0.0..=1.0).contains(&card.threshold) {
+        bail!("--threshold {}: must be within [0, 1]", card.threshold);
+    }
+    if !(0.0..1.0).contains(&card.uncertain_band) {
+        bail!(
+            "--uncertain-band {}: must be within [0, 1)",
+            card.uncertain_band
+        );
+    }
+    tracing::info!(
+        "labels: malignant at or above {}, uncertain within {} of it ({})",
+        card.threshold,
+        card.uncertain_band,
+        if card.sha256.is_empty() {
+            "train's defaults".to_string()
+        } else {
+            card_path.display().to_string()
+        }
+    );
+    Ok(card)
 }
 
 /// Prints one tab-separated row per image; returns how many images could not be read.
@@ -37,16 +90,25 @@ pub fn predict_command(args: &PredictArgs, out: &mut dyn Write) -> Result<usize>
             ", training not finished"
         }
     );
+    let rule = decision_rule(args, state.finished, model.head())?;
     let files = image_files(&args.images)?;
     writeln!(out, "p_malignant\tlabel\tpath")?;
     let mut failed = 0;
+    // The whole field where the head allows it, as `eval` and the device score an image;
+    // a classic head sees the centre tile.
+    let whole_field = model.head() == crate::model::Head::Compact;
     for chunk in files.chunks(16) {
         let mut views = Vec::new();
         let mut ok = Vec::new();
         for path in chunk {
-            match preprocess::load_image(path) {
-                Ok(img) => {
-                    views.push(images::eval_view(&img));
+            let mag = histoscreen_edge::field::scale::breakhis_magnification(path).unwrap_or(100);
+            match preprocess::load_image(path)
+                .map_err(|e| e.to_string())
+                .and_then(|img| {
+                    images::field_view(&img, mag).map_err(|e| format!("{}: {e}", path.display()))
+                }) {
+                Ok(field) => {
+                    views.push(field);
                     ok.push(path);
                 }
                 Err(e) => {
@@ -55,14 +117,18 @@ pub fn predict_command(args: &PredictArgs, out: &mut dyn Write) -> Result<usize>
                 }
             }
         }
-        let refs: Vec<&image::RgbImage> = views.iter().collect();
-        let probs = train::predict(&model, &refs, 16, &device);
+        let probs: Vec<f32> = if whole_field {
+            views
+                .iter()
+                .map(|f| train::predict_field(&model, f, &device))
+                .collect()
+        } else {
+            let tiles: Vec<image::RgbImage> = views.iter().map(images::eval_view).collect();
+            let refs: Vec<&image::RgbImage> = tiles.iter().collect();
+            train::predict(&model, &refs, 16, &device)
+        };
         for (path, p) in ok.into_iter().zip(probs) {
-            let label = if p >= args.threshold {
-                "malignant"
-            } else {
-                "benign"
-            };
+            let label = rule.label_for(p);
             writeln!(out, "{p:.6}\t{label}\t{}", path.display())?;
         }
     }

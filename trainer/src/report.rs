@@ -757,12 +757,12 @@ fn draw_epochs(
         .unwrap_or(1)
         .max(2);
     let (y_lo, y_hi) = y_range.unwrap_or_else(|| {
-        let top = curves
-            .iter()
-            .flat_map(|c| c.train.iter().chain(&c.select))
-            .map(|p| p.1)
-            .fold(0.0f64, f64::max);
-        (0.0, if top > 0.0 { top * 1.08 } else { 1.0 })
+        data_range(
+            curves
+                .iter()
+                .flat_map(|c| c.train.iter().chain(&c.select))
+                .map(|p| p.1),
+        )
     });
     let (plot, legend) = legend_split(&area);
     let mut chart = ChartBuilder::on(&plot)
@@ -801,17 +801,45 @@ fn draw_epochs(
             c.colour.stroke_width(2),
         ))?;
     }
-    let mut entries = vec![
-        (Mark::Line(INK), "training".to_string()),
-        (Mark::Dashed(INK), "selection patients".to_string()),
-        (Mark::Dot(INK), "epoch kept".to_string()),
-    ];
+    draw_legend(&legend, &epoch_legend(&curves))
+}
+
+/// A y range that fits the values with a margin of 8% of their spread, from 0 when that is
+/// no more than the margin away: the loss falls from about 0.7 to 0.5, which a 0-based axis
+/// would flatten into a line at the top.
+fn data_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    // A flat curve still gets an axis a few percent tall.
+    let margin = ((hi - lo) * 0.08).max(hi.abs() * 0.02).max(1e-3);
+    let bottom = if lo - margin <= margin {
+        0.0
+    } else {
+        lo - margin
+    };
+    (bottom.min(lo), hi + margin)
+}
+
+/// Legend of an epoch chart: the line styles in use (no selection entry when no run had
+/// selection patients), then one swatch per run.
+fn epoch_legend(curves: &[EpochCurves]) -> Vec<(Mark, String)> {
+    let mut entries = vec![(Mark::Line(INK), "training".to_string())];
+    if curves.iter().any(|c| !c.select.is_empty()) {
+        entries.push((Mark::Dashed(INK), "selection patients".to_string()));
+    }
+    entries.push((Mark::Dot(INK), "epoch kept".to_string()));
     entries.extend(
         curves
             .iter()
             .map(|c| (Mark::Swatch(c.colour), c.label.clone())),
     );
-    draw_legend(&legend, &entries)
+    entries
 }
 
 fn draw_loss(report: &TrainReport, area: &Area<'_>) -> Result<()> {
@@ -1336,6 +1364,35 @@ mod tests {
     }
 
     #[test]
+    fn views_table_sets_the_whole_field_beside_the_centre_tile() {
+        let mut report = synthetic(Some(2));
+        assert_eq!(views_table_markdown(&report), "", "no views: no table");
+        for run in &mut report.runs {
+            let test = run.test.as_mut().unwrap();
+            let mut centre = test.metrics.clone();
+            centre.balanced_accuracy -= 0.25;
+            test.views.insert("centre tile".into(), centre);
+        }
+        let table = views_table_markdown(&report);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].starts_with("| image score | runs | balanced accuracy |"));
+        // Folds' balanced accuracy 0.750 and 0.875: mean 0.8125, sd 0.088.
+        assert!(
+            lines[2]
+                .starts_with("| **whole field, mean of tiles** (the card's) | 2 | 0.812 ± 0.088 |"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3].starts_with("| centre tile | 2 | 0.562 ± 0.088 |"),
+            "{}",
+            lines[3]
+        );
+        assert!(markdown(&report, &[]).contains("### Whole field against a single centre tile"));
+    }
+
+    #[test]
     fn kfold_table_has_a_row_per_fold_and_the_summary_mean() {
         let table = kfold_table_markdown(&synthetic(Some(2)));
         let lines: Vec<&str> = table.lines().collect();
@@ -1426,5 +1483,40 @@ mod tests {
         let err = write_report(&synthetic(Some(2)), &not_a_folder).unwrap_err();
         let msg = crate::one_line(&err);
         assert!(msg.contains("loss.png"), "{msg}");
+    }
+
+    fn curves(select: Vec<(i32, f64)>) -> EpochCurves {
+        EpochCurves {
+            colour: PALETTE[0],
+            label: "run 1".into(),
+            train: vec![(1, 0.7), (2, 0.6)],
+            select,
+            best: None,
+        }
+    }
+
+    fn legend_labels(curves: &[EpochCurves]) -> Vec<String> {
+        epoch_legend(curves).into_iter().map(|(_, l)| l).collect()
+    }
+
+    #[test]
+    fn the_selection_legend_entry_appears_only_with_selection_patients() {
+        let without = legend_labels(&[curves(vec![])]);
+        assert_eq!(without, ["training", "epoch kept", "run 1"]);
+        let with = legend_labels(&[curves(vec![]), curves(vec![(1, 0.8)])]);
+        assert!(with.contains(&"selection patients".to_string()), "{with:?}");
+    }
+
+    #[test]
+    fn the_loss_axis_fits_the_data() {
+        // Loss from 0.7 down to 0.5: the axis spans that, not 0 to 0.76.
+        let (lo, hi) = data_range([0.7, 0.55, 0.5].into_iter());
+        assert!(lo > 0.45 && lo < 0.5, "{lo}");
+        assert!(hi > 0.7 && hi < 0.72, "{hi}");
+        // Values near zero keep a zero-based axis; a flat curve still gets some height.
+        assert_eq!(data_range([0.05, 0.4].into_iter()).0, 0.0);
+        let (lo, hi) = data_range([0.3, 0.3].into_iter());
+        assert!(lo < 0.3 && hi > 0.3);
+        assert_eq!(data_range(std::iter::empty()), (0.0, 1.0));
     }
 }

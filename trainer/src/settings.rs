@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 
-/// `HISTOSCREEN_SHARED`, or `../shared` beside the workspace (the layout on CI and dev machines).
+/// `HISTOSCREEN_SHARED`, else `../shared` beside the workspace the executable runs from,
+/// resolved at run time by the edge's helper so both binaries agree and neither bakes in the
+/// build machine's path.
 pub fn shared_dir() -> PathBuf {
-    match std::env::var_os("HISTOSCREEN_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")),
-    }
+    histoscreen_edge::paths::shared_dir()
 }
 
 pub fn default_data_dir() -> PathBuf {

@@ -187,10 +187,11 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         peak_rss_mib,
         rss_mib,
         p_malignant,
-        ops: if args.profile {
-            model.profile(args.iterations)?
-        } else {
-            Vec::new()
+        // With --field, the profile is the last frame size's dense pass.
+        ops: match (args.profile, field.last()) {
+            (false, _) => Vec::new(),
+            (true, None) => model.profile(args.iterations)?,
+            (true, Some(f)) => model.profile_field(f.width, f.height, args.iterations)?,
         },
         field,
     };

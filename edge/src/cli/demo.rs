@@ -23,11 +23,12 @@ pub struct DemoArgs {
     samples: Option<PathBuf>,
 }
 
-/// What the rig's LEDs/buzzer would do for a label.
+/// What the rig's lamps would show for a label: `run` drives one GPIO line per label (plus
+/// the heartbeat), and nothing else.
 pub fn rig_signal(label: Label) -> &'static str {
     match label {
         Label::Benign => "LED benign ON",
-        Label::Malignant => "LED malignant ON, buzzer 1 beep",
+        Label::Malignant => "LED malignant ON",
         Label::Uncertain => "LED uncertain ON (re-image or refer)",
     }
 }

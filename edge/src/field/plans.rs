@@ -3,10 +3,18 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::knobs::KnobScope;
 use tract_onnx::tract_core::runtime::RunOptions;
 
 use super::dense::{self, Window};
 use crate::error::{one_line, EdgeError};
+use crate::model::{profile_state, OpTime};
+
+/// On a frame, tract turns AlexNet's conv1 (11x11, stride 4, 3 channels) into its direct
+/// spatial convolution, which took 224 of a 700x460 pass's 306 ms on an AVX-512 Xeon; im2col and
+/// a packed product take 60. `HISTOSCREEN_DENSE_DIRECT_SPATIAL=1` keeps tract's choice, to
+/// measure it on another CPU.
+const DIRECT_SPATIAL_ENV: &str = "HISTOSCREEN_DENSE_DIRECT_SPATIAL";
 
 /// Frame sizes whose plans are kept: a camera has one, a folder of BreakHis images two or three.
 const KEPT_PLANS: usize = 4;
@@ -66,6 +74,14 @@ impl DensePlans {
         result
     }
 
+    /// Per-op times of the plan for a zero `w`x`h` frame (see [`crate::model::Model::profile`]).
+    pub fn profile(&mut self, w: u32, h: u32, runs: usize) -> Result<Vec<OpTime>, EdgeError> {
+        let fail = |e: TractError| EdgeError::Inference(format!("dense pass: {}", one_line(e)));
+        let at = self.plan_for(w, h).map_err(fail)?;
+        let input = Tensor::zero::<f32>(&[1, 3, h as usize, w as usize]).map_err(fail)?;
+        profile_state(&mut self.plans[at].state, &input, runs).map_err(fail)
+    }
+
     fn plan_for(&mut self, w: u32, h: u32) -> TractResult<usize> {
         if let Some(at) = self.plans.iter().position(|p| p.size == (w, h)) {
             return Ok(at);
@@ -73,10 +89,13 @@ impl DensePlans {
         let shape = [1, 3, h as usize, w as usize];
         let mut model = self.model.clone();
         model.set_input_fact(0, f32::fact(shape).into())?;
-        let plan = model
-            .into_typed()?
-            .into_optimized()?
-            .into_runnable_with_options(&self.options)?;
+        let optimise = || model.into_typed()?.into_optimized();
+        let optimized = if std::env::var_os(DIRECT_SPATIAL_ENV).is_some_and(|v| v == "1") {
+            optimise()?
+        } else {
+            KnobScope::new([("TRACT_DISABLE_DIRECT_SPATIAL", "true")])?.enter(optimise)?
+        };
+        let plan = optimized.into_runnable_with_options(&self.options)?;
         let state = TypedSimpleState::new(&plan)?;
         if self.plans.len() >= KEPT_PLANS {
             self.plans.remove(0);

@@ -48,6 +48,17 @@ pub enum Smoothing {
     KOfN { k: usize, n: usize },
 }
 
+impl fmt::Display for Smoothing {
+    /// As the status line shows it, in the words of the flags that set it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Smoothing::Ema { alpha } if *alpha >= 1.0 => f.write_str("no smoothing (ema alpha 1)"),
+            Smoothing::Ema { alpha } => write!(f, "ema alpha {alpha}"),
+            Smoothing::KOfN { k, n } => write!(f, "vote {k} of {n}"),
+        }
+    }
+}
+
 /// Thresholds and smoothing for [`Decider`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DecisionConfig {
@@ -358,5 +369,15 @@ mod tests {
         assert!(bad.validate().is_err());
         let inverted = DecisionConfig { hi: 0.2, ..cfg };
         assert!(inverted.validate().is_err());
+    }
+
+    #[test]
+    fn smoothing_reads_as_words_not_rust() {
+        assert_eq!(Smoothing::Ema { alpha: 0.3 }.to_string(), "ema alpha 0.3");
+        assert_eq!(Smoothing::KOfN { k: 3, n: 5 }.to_string(), "vote 3 of 5");
+        assert_eq!(
+            Smoothing::Ema { alpha: 1.0 }.to_string(),
+            "no smoothing (ema alpha 1)"
+        );
     }
 }

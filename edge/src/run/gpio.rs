@@ -34,6 +34,18 @@ impl PinNumbers {
         ]
     }
 
+    /// The lines in shutdown order with the level their safe (inactive) state puts on them,
+    /// e.g. `malignant 17, uncertain 22, benign 27, heartbeat 23 low`, for the stop summary.
+    pub fn safe_levels(&self, active_low: bool) -> String {
+        let lines: Vec<String> = self
+            .by_role()
+            .iter()
+            .map(|(role, line)| format!("{} {line}", role.as_str()))
+            .collect();
+        let level = if active_low { "high" } else { "low" };
+        format!("{} {level}", lines.join(", "))
+    }
+
     /// Two roles on one line would make the lamps lie; refuse it.
     pub fn validate(&self) -> Result<()> {
         let all = self.by_role();
@@ -118,6 +130,12 @@ pub struct TracePin {
 #[derive(Debug)]
 pub struct TraceError(pub String);
 
+impl std::fmt::Display for TraceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl embedded_hal::digital::Error for TraceError {
     fn kind(&self) -> ErrorKind {
         ErrorKind::Other
@@ -195,6 +213,15 @@ mod tests {
             "GPIO pin 17 is given for both --pin-malignant and --pin-heartbeat"
         );
         assert!(DEFAULT.validate().is_ok());
+    }
+
+    #[test]
+    fn safe_levels_list_every_line_in_shutdown_order() {
+        assert_eq!(
+            DEFAULT.safe_levels(false),
+            "malignant 17, uncertain 22, benign 27, heartbeat 23 low"
+        );
+        assert!(DEFAULT.safe_levels(true).ends_with("heartbeat 23 high"));
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! event log. Everything that can be misconfigured (log path, pins, camera,
 //! model) is opened before the first frame so mistakes surface at once as
 //! one-line errors.
+//!
+//! Exit status: 0 when the source ends or `--max-frames` is reached; after a
+//! clean stop on a signal 128 + the signal, the shell's convention and the
+//! trainer's (130 for SIGINT, 143 for SIGTERM); 1 on an error; 141 when the
+//! reader of stdout or stderr went away (see `crate::stdio`).
 
 pub mod camera;
 pub mod classifier;
@@ -32,7 +37,7 @@ use classifier::{Classifier, Scripted, Tiled, WholeField, WholeFrame};
 use decision::{Decider, DecisionConfig, Smoothing};
 use event_log::EventLog;
 use gpio::PinNumbers;
-use pipeline::{run_pipeline, PipelineOptions};
+use pipeline::{run_pipeline, PipelineOptions, StopReason};
 use shutdown::StopFlag;
 use signals::{ConsoleSignals, PinSignals, SignalSink};
 use source::{open_source, SourceSpec};
@@ -97,12 +102,16 @@ pub struct RunArgs {
     /// GPIO character device; without it state changes are printed.
     #[arg(long, value_name = "DEV")]
     pub gpio_chip: Option<PathBuf>,
+    /// GPIO line lit while the screen state is malignant (the PLC's alarm input).
     #[arg(long, default_value_t = 17, value_name = "LINE")]
     pub pin_malignant: u32,
+    /// GPIO line lit while the screen state is benign.
     #[arg(long, default_value_t = 27, value_name = "LINE")]
     pub pin_benign: u32,
+    /// GPIO line lit while the screen state is uncertain (re-image or refer).
     #[arg(long, default_value_t = 22, value_name = "LINE")]
     pub pin_uncertain: u32,
+    /// GPIO line toggled once per processed frame, so a PLC can tell the screener runs.
     #[arg(long, default_value_t = 23, value_name = "LINE")]
     pub pin_heartbeat: u32,
     /// Outputs are on when the line is low.
@@ -197,7 +206,7 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
 
     let source = open_source(&spec, args.looping, camera)?;
     eprintln!(
-        "run: {} -> {} -> {}; {:?} hi {:.3} lo {:.3}; min sharpness {}",
+        "run: {} -> {} -> {}; {} hi {:.3} lo {:.3}; min sharpness {}",
         source.describe(),
         args.fake_scores.as_ref().map_or_else(
             || model_path.display().to_string(),
@@ -234,8 +243,9 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
             .quantile(q)
             .map_or_else(|| "-".into(), |v| format!("{v:.1} ms"))
     };
+    // run_pipeline returns only once the outputs are in their safe state, so this can say so.
     eprintln!(
-        "run: {}: {} frames in {:.1} s ({:.1} fps), dropped {}, latency p50 {} p99 {}, final state {}, rss start {} end {}",
+        "run: {}: {} frames in {:.1} s ({:.1} fps), dropped {}, latency p50 {} p99 {}, final state {}, rss start {} end {}; {}",
         summary.reason.as_str(),
         summary.frames,
         secs,
@@ -246,8 +256,31 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
         summary.final_state,
         status::mib(summary.rss_start),
         status::mib(summary.rss_end),
+        safe_state_note(args, pins),
     );
-    Ok(0)
+    Ok(exit_code(summary.reason, &stop))
+}
+
+/// 0 when the run ended on its own; 128 + the signal (130 SIGINT, 143 SIGTERM) when one
+/// stopped it, the shell's convention and the trainer's. systemd's unit lists both as success.
+fn exit_code(reason: StopReason, stop: &StopFlag) -> i32 {
+    match reason {
+        StopReason::Signal => stop.signal_exit_code().unwrap_or(0),
+        StopReason::MaxFrames | StopReason::EndOfSource => 0,
+    }
+}
+
+/// Which outputs the stop left in their safe state, in every mode: a technician reading the
+/// journal after a stop should not have to know the defaults to tell what the PLC now sees.
+fn safe_state_note(args: &RunArgs, pins: PinNumbers) -> String {
+    let levels = pins.safe_levels(args.active_low);
+    match (&args.gpio_chip, &args.gpio_trace) {
+        (Some(chip), _) => format!("pins safe on {}: {levels}", chip.display()),
+        (None, Some(trace)) => format!("pins safe (trace {}): {levels}", trace.display()),
+        (None, None) => format!(
+            "console mode, no pins driven (with --gpio-chip they would now be safe: {levels})"
+        ),
+    }
 }
 
 fn signals_name(args: &RunArgs) -> String {

@@ -7,7 +7,7 @@
 //! it is created, on [`SignalSink::shutdown`], and from `Drop` as a last resort
 //! (panic unwinding, early `?` returns).
 
-use std::fmt::Debug;
+use std::fmt::Display;
 use std::io::Write;
 
 use anyhow::{anyhow, Result};
@@ -105,7 +105,7 @@ pub struct PinSignals<P: OutputPin> {
 
 impl<P: OutputPin> PinSignals<P>
 where
-    P::Error: Debug,
+    P::Error: Display,
 {
     /// Take the pins and drive them all inactive straight away: whatever
     /// the lines held before (a previous crashed run) is not a result of ours.
@@ -135,7 +135,13 @@ where
             .expect("pins present until released")
             .get(role);
         let r = if high { pin.set_high() } else { pin.set_low() };
-        r.map_err(|e| anyhow!("cannot set GPIO {} pin: {e:?}", role.as_str()))
+        r.map_err(|e| {
+            anyhow!(
+                "cannot set GPIO {} pin: {}",
+                role.as_str(),
+                crate::error::one_line(e)
+            )
+        })
     }
 
     fn all_off(&mut self) -> Result<()> {
@@ -155,7 +161,7 @@ where
 
 impl<P: OutputPin> SignalSink for PinSignals<P>
 where
-    P::Error: Debug,
+    P::Error: Display,
 {
     fn show(&mut self, t: &Transition) -> Result<()> {
         let next = Role::lamp_for(t.to);
