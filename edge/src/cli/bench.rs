@@ -354,7 +354,7 @@ fn variants_table(args: &BenchArgs, dir: &Path, out: &mut dyn Write) -> Result<i
     s.push('\n');
     for r in &rows {
         let verdict = match &pick {
-            Some(p) if p.file == r.file => "auto takes it: fastest within tolerance".to_string(),
+            Some(p) if p.file == r.file => "auto takes it: fastest within tolerance (variants within 10% tie; f32, then the smaller file, wins a tie)".to_string(),
             p => variants::rejection(r, p.as_ref()),
         };
         s.push_str(&format!("{:<w$} {verdict}\n", r.file));

@@ -61,6 +61,7 @@ pub struct ClassifyArgs {
     /// Image files and/or folders (searched recursively for png/jpg/jpeg/tif/tiff).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Output rows as an aligned table, CSV, or JSON lines (the only one with the tile map).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Write the report here (atomically) instead of stdout.

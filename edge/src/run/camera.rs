@@ -216,11 +216,15 @@ mod device {
 
         fn describe(&self) -> String {
             format!(
-                "camera {} {}x{} {:?}",
+                "camera {} {}x{} {}",
                 self.path.display(),
                 self.width,
                 self.height,
-                self.format
+                if self.format == PixelFormat::Mjpeg {
+                    "mjpeg"
+                } else {
+                    "yuyv"
+                }
             )
         }
 
