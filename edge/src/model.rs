@@ -485,6 +485,28 @@ impl Model {
         })
     }
 
+    /// `frame` with `field`'s tile map drawn over it (threshold contour, legend, the card's
+    /// aggregate and label), as PNG.
+    pub fn overlay_png(
+        &self,
+        frame: &RgbImage,
+        field: &FieldPrediction,
+    ) -> Result<Vec<u8>, EdgeError> {
+        let aggregate = self
+            .card
+            .field
+            .as_ref()
+            .map(|s| s.aggregate.describe())
+            .unwrap_or_default();
+        let text = crate::field::overlay::OverlayText {
+            score: field.p_malignant,
+            label: field.label.as_str(),
+            threshold: self.card.threshold,
+            aggregate: &aggregate,
+        };
+        crate::field::overlay::render_png(frame, &field.map, &text)
+    }
+
     /// The centre view of a frame at `frame_um` micrometres per pixel (None: the model's scale):
     /// one tile from the middle of the field, as the device looked before whole-field screening.
     pub fn classify_at(

@@ -51,15 +51,7 @@ impl Augment {
         let (w, h) = img.dimensions();
         let size = |v: u32| ((v as f32 * z).round() as u32).max(INPUT_SIZE);
         let mut out = preprocess::resize_exact(img, size(w), size(h));
-        out = match rng.random_range(0..4) {
-            1 => imageops::rotate90(&out),
-            2 => imageops::rotate180(&out),
-            3 => imageops::rotate270(&out),
-            _ => out,
-        };
-        if rng.random_bool(0.5) {
-            imageops::flip_horizontal_in_place(&mut out);
-        }
+        out = turn_and_flip(out, rng);
         self.jitter_colour(&mut out, rng);
         out
     }
@@ -81,15 +73,7 @@ impl Augment {
         if self.max_angle > 0.0 {
             out = rotate_reflect(&out, rng.random_range(-self.max_angle..=self.max_angle));
         }
-        out = match rng.random_range(0..4) {
-            1 => imageops::rotate90(&out),
-            2 => imageops::rotate180(&out),
-            3 => imageops::rotate270(&out),
-            _ => out,
-        };
-        if rng.random_bool(0.5) {
-            imageops::flip_horizontal_in_place(&mut out);
-        }
+        out = turn_and_flip(out, rng);
         if rng.random_bool(0.5) {
             imageops::flip_vertical_in_place(&mut out);
         }
@@ -121,6 +105,21 @@ impl Augment {
             }
         }
     }
+}
+
+/// A random multiple of 90 degrees, then a coin-flip horizontal mirror: with the turns, every
+/// one of the square's eight symmetries.
+fn turn_and_flip(img: RgbImage, rng: &mut impl Rng) -> RgbImage {
+    let mut out = match rng.random_range(0..4) {
+        1 => imageops::rotate90(&img),
+        2 => imageops::rotate180(&img),
+        3 => imageops::rotate270(&img),
+        _ => img,
+    };
+    if rng.random_bool(0.5) {
+        imageops::flip_horizontal_in_place(&mut out);
+    }
+    out
 }
 
 fn grey(p: [u8; 3]) -> f32 {

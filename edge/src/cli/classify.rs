@@ -7,7 +7,6 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use crate::error::EdgeError;
-use crate::field::overlay::{self, OverlayText};
 use crate::field::{scale, ProbMap};
 use crate::model::{FieldPrediction, LoadOptions, Model};
 use crate::paths;
@@ -193,26 +192,14 @@ fn classify_one(model: &Model, path: &Path, view: View, args: &ClassifyArgs) -> 
 }
 
 /// `DIR/<file stem>.heatmap.png`, written atomically.
-fn write_heatmap(
+pub(super) fn write_heatmap(
     model: &Model,
     dir: &Path,
     path: &Path,
     img: &image::RgbImage,
     f: &FieldPrediction,
 ) -> Result<(), EdgeError> {
-    let card = model.card();
-    let aggregate = card
-        .field
-        .as_ref()
-        .map(|s| s.aggregate.describe())
-        .unwrap_or_default();
-    let text = OverlayText {
-        score: f.p_malignant,
-        label: f.label.as_str(),
-        threshold: card.threshold,
-        aggregate: &aggregate,
-    };
-    let png = overlay::render_png(img, &f.map, &text)?;
+    let png = model.overlay_png(img, f)?;
     let stem = path
         .file_stem()
         .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());

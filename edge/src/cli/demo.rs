@@ -8,7 +8,6 @@ use clap::Args;
 
 use crate::card::Label;
 use crate::error::EdgeError;
-use crate::field::overlay::{self, OverlayText};
 use crate::field::scale;
 use crate::model::Model;
 use crate::{paths, preprocess};
@@ -60,26 +59,7 @@ fn screen(
         });
     };
     let f = model.screen(img, um)?;
-    let card = model.card();
-    let aggregate = card
-        .field
-        .as_ref()
-        .map(|s| s.aggregate.describe())
-        .unwrap_or_default();
-    let png = overlay::render_png(
-        img,
-        &f.map,
-        &OverlayText {
-            score: f.p_malignant,
-            label: f.label.as_str(),
-            threshold: card.threshold,
-            aggregate: &aggregate,
-        },
-    )?;
-    let stem = path
-        .file_stem()
-        .map_or_else(|| "sample".into(), |s| s.to_string_lossy().into_owned());
-    crate::fsutil::write_atomic(&dir.join(format!("{stem}.heatmap.png")), &png)?;
+    super::classify::write_heatmap(model, dir, path, img, &f)?;
     Ok(Screened {
         label: f.label,
         p_malignant: f.p_malignant,

@@ -7,7 +7,6 @@ use anyhow::{bail, Result};
 use image::RgbImage;
 
 use super::event_log::TileMap;
-use crate::field::overlay::{self, OverlayText};
 use crate::model::{FieldPrediction, Model};
 use std::sync::{Arc, Mutex};
 
@@ -110,19 +109,7 @@ impl Classifier for WholeField<'_> {
         let Some(l) = latest.as_ref() else {
             return Ok(None);
         };
-        let card = self.model.card();
-        let aggregate = card
-            .field
-            .as_ref()
-            .map(|s| s.aggregate.describe())
-            .unwrap_or_default();
-        let text = OverlayText {
-            score: l.field.p_malignant,
-            label: l.field.label.as_str(),
-            threshold: card.threshold,
-            aggregate: &aggregate,
-        };
-        Ok(Some(overlay::render_png(&l.frame, &l.field.map, &text)?))
+        Ok(Some(self.model.overlay_png(&l.frame, &l.field)?))
     }
 }
 
