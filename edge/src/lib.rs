@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod model;
 pub mod paths;
 pub mod preprocess;
+pub mod profile;
 pub mod run;
 pub mod stdio;
 pub mod variants;

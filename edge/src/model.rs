@@ -22,6 +22,8 @@ use crate::field::dense::{pool_node, Window};
 use crate::field::plans::DensePlans;
 use crate::field::{geometry, scale, ProbMap};
 use crate::preprocess;
+use crate::profile::profile_state;
+pub use crate::profile::OpTime;
 
 /// How to load a model.
 #[derive(Clone, Debug)]
@@ -82,17 +84,6 @@ pub struct FieldPrediction {
 /// model's scale fits; beyond it the trunk's activations alone pass a Pi's spare memory.
 pub const MAX_FIELD_PIXELS: u64 = 4096 * 4096;
 
-/// One node's share of an inference, from [`Model::profile`].
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct OpTime {
-    /// Node name in the optimised graph (from the ONNX node it came from).
-    pub node: String,
-    /// tract's description of the op, including the kernel it selected.
-    pub op: String,
-    /// Milliseconds per run.
-    pub ms: f64,
-}
-
 /// A session plus the input tensor it is fed from, reused across runs.
 struct Runner {
     state: TypedSimpleState,
@@ -123,52 +114,6 @@ impl std::fmt::Debug for Model {
             .field("threads", &self.threads)
             .finish()
     }
-}
-
-/// Time spent in each node of `state`'s plan, averaged over `runs` runs on `input`, slowest
-/// first, in tract's own op names (which also name the matmul kernel it packed for).
-pub(crate) fn profile_state(
-    state: &mut TypedSimpleState,
-    input: &Tensor,
-    runs: usize,
-) -> TractResult<Vec<OpTime>> {
-    use tract_onnx::tract_core::internal::OpState;
-    use tract_onnx::tract_core::plan::{eval, EvalContext};
-
-    let runs = runs.max(1);
-    let mut totals: Vec<OpTime> = Vec::new();
-    let mut index = std::collections::HashMap::<usize, usize>::new();
-    for _ in 0..runs {
-        state.run_plan_with_eval(
-            tvec![input.clone().into_tvalue()],
-            |ctx: &EvalContext,
-             state: Option<&mut (dyn OpState + 'static)>,
-             node: &TypedNode,
-             inputs: TVec<TValue>| {
-                let t = Instant::now();
-                let out = eval(ctx, state, node, inputs);
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                let slot = *index.entry(node.id).or_insert_with(|| {
-                    totals.push(OpTime {
-                        node: node.name.clone(),
-                        op: std::iter::once(node.op.name().to_string())
-                            .chain(node.op.info().unwrap_or_default())
-                            .collect::<Vec<_>>()
-                            .join(" | "),
-                        ms: 0.0,
-                    });
-                    totals.len() - 1
-                });
-                totals[slot].ms += ms;
-                out
-            },
-        )?;
-    }
-    for t in &mut totals {
-        t.ms /= runs as f64;
-    }
-    totals.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-    Ok(totals)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

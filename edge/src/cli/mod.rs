@@ -13,7 +13,6 @@ use clap::{Parser, Subcommand};
 use crate::error::EdgeError;
 
 pub use bench::BenchReport;
-pub use classify::{View, ViewArgs};
 
 #[derive(Parser, Debug)]
 #[command(

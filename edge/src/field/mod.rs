@@ -6,5 +6,6 @@ pub mod map;
 pub mod overlay;
 pub mod plans;
 pub mod scale;
+pub mod view;
 
 pub use map::{Aggregate, ProbMap};

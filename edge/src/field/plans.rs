@@ -8,7 +8,7 @@ use tract_onnx::tract_core::runtime::RunOptions;
 
 use super::dense::{self, Window};
 use crate::error::{one_line, EdgeError};
-use crate::model::{profile_state, OpTime};
+use crate::profile::{profile_state, OpTime};
 
 /// On a frame, tract turns AlexNet's conv1 (11x11, stride 4, 3 channels) into its direct
 /// spatial convolution, which took 224 of a 700x460 pass's 306 ms on an AVX-512 Xeon; im2col and
@@ -74,7 +74,7 @@ impl DensePlans {
         result
     }
 
-    /// Per-op times of the plan for a zero `w`x`h` frame (see [`crate::model::Model::profile`]).
+    /// Per-op times of the plan for a zero `w`x`h` frame (see [`crate::profile::profile_state`]).
     pub fn profile(&mut self, w: u32, h: u32, runs: usize) -> Result<Vec<OpTime>, EdgeError> {
         let fail = |e: TractError| EdgeError::Inference(format!("dense pass: {}", one_line(e)));
         let at = self.plan_for(w, h).map_err(fail)?;

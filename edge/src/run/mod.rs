@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::cli::{View, ViewArgs};
 use crate::error::{one_line, EdgeError};
+use crate::field::view::{View, ViewArgs};
 use crate::model::{LoadOptions, Model};
 use camera::{CameraConfig, PixelFormat};
 use classifier::{Classifier, Scripted, Tiled, WholeField, WholeFrame};
