@@ -50,7 +50,8 @@ pub fn run_cli(args: impl IntoIterator<Item = String>) -> i32 {
 
 /// Like [`run_cli`] but writes normal output to `out` (tests capture it).
 ///
-/// Exit codes: 0 success, 1 fatal error, 2 usage error or some image rows failed.
+/// Exit codes: 0 success, 1 fatal error, 2 usage error or some image rows failed; `run` also
+/// 130 after SIGINT and 143 after SIGTERM, and the binary 141 when stdout or stderr closed.
 pub fn run_cli_to(args: impl IntoIterator<Item = String>, out: &mut dyn Write) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
