@@ -5,6 +5,7 @@
 //! is lean: one optimised plan, one reusable session state and one reusable
 //! input tensor, so the per-frame cost is the network and nothing else.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -327,7 +328,11 @@ impl Model {
 
     /// The frame resampled to the model's scale; a frame smaller than one tile or larger than
     /// [`MAX_FIELD_PIXELS`] there is refused.
-    pub fn to_model_scale(&self, img: &RgbImage, factor: f32) -> Result<RgbImage, EdgeError> {
+    pub fn to_model_scale<'a>(
+        &self,
+        img: &'a RgbImage,
+        factor: f32,
+    ) -> Result<Cow<'a, RgbImage>, EdgeError> {
         let (w, h) = scale::resampled_size(img.width(), img.height(), factor);
         let tile = self.card.input.crop;
         if w < tile || h < tile {
@@ -345,17 +350,23 @@ impl Model {
                 MAX_FIELD_PIXELS
             )));
         }
+        // A frame already at the model's scale is used as it is: no copy per camera frame.
         Ok(if factor == 1.0 {
-            img.clone()
+            Cow::Borrowed(img)
         } else {
-            preprocess::resize_exact(img, w, h)
+            Cow::Owned(preprocess::resize_exact(img, w, h))
         })
     }
 
     /// The card's whole-field spec, or why this model has none.
     pub fn field(&self) -> Result<&FieldSpec, EdgeError> {
+        self.dense_form().map(|(spec, _)| spec)
+    }
+
+    /// The whole-field spec with the dense plans that carry it out.
+    fn dense_form(&self) -> Result<(&FieldSpec, &Mutex<DensePlans>), EdgeError> {
         match (&self.card.field, &self.dense) {
-            (Some(f), Some(_)) => Ok(f),
+            (Some(f), Some(d)) => Ok((f, d)),
             _ => Err(EdgeError::Usage(format!(
                 "{}: no whole-field form (a classic-head model, or a card written before \
                  whole-field screening): use --view centre, or re-export a compact-head model",
@@ -366,14 +377,13 @@ impl Model {
 
     /// Whether [`Model::screen`] works for this model.
     pub fn has_field(&self) -> bool {
-        self.field().is_ok()
+        self.card.field.is_some() && self.dense.is_some()
     }
 
     /// The dense ONNX graph (input `[1,3,H,W]`, output `[cells,2]`), encoded.
     pub fn dense_onnx(&self) -> Result<Vec<u8>, EdgeError> {
         use prost::Message;
-        self.field()?;
-        let dense = self.dense.as_ref().expect("field() checked it");
+        let (_, dense) = self.dense_form()?;
         let plans = dense.lock().unwrap_or_else(|p| p.into_inner());
         Ok(plans.proto().encode_to_vec())
     }
@@ -386,7 +396,7 @@ impl Model {
         img: &RgbImage,
         frame_um: Option<f32>,
     ) -> Result<FieldPrediction, EdgeError> {
-        let spec = self.field()?.clone();
+        let (spec, dense) = self.dense_form()?;
         let t0 = Instant::now();
         let factor = self.resample_factor(frame_um)?;
         let frame = self.to_model_scale(img, factor)?;
@@ -397,7 +407,6 @@ impl Model {
         let preprocess_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
         let probs = {
-            let dense = self.dense.as_ref().expect("field() checked it");
             let mut plans = dense.lock().unwrap_or_else(|p| p.into_inner());
             plans.run(&chw, w, h)?
         };
@@ -527,8 +536,7 @@ impl Model {
 
     /// [`Model::profile`] of the whole-field pass on a zero `w`x`h` frame (model scale).
     pub fn profile_field(&self, w: u32, h: u32, runs: usize) -> Result<Vec<OpTime>, EdgeError> {
-        self.field()?;
-        let dense = self.dense.as_ref().expect("field() checked it");
+        let (_, dense) = self.dense_form()?;
         let mut plans = dense.lock().unwrap_or_else(|p| p.into_inner());
         plans.profile(w, h, runs)
     }
