@@ -62,6 +62,15 @@ pub fn window_rows(map: &[f32], (c, h, w): (usize, usize, usize), k: usize) -> V
     out
 }
 
+/// Every tile's pooled features of a whole field (at the model's scale), row-major: the
+/// trunk over the field, then [`window_rows`] with a `k`-cell window.
+pub fn field_tile_rows(trunk: &AlexNet, field: &RgbImage, k: usize, device: &Device) -> Vec<f32> {
+    let map = trunk.forward_features(batch_tensor(&[field], device));
+    let [_, c, h, w] = map.dims();
+    let values = map.into_data().try_to_vec::<f32>().expect("f32 features");
+    window_rows(&values, (c, h, w), k)
+}
+
 /// Side of one tile's window on the trunk's last map (6 for AlexNet's 224 input).
 pub fn tile_window(trunk: &AlexNet, device: &Device) -> usize {
     let probe = RgbImage::new(INPUT_SIZE, INPUT_SIZE);
@@ -122,10 +131,7 @@ impl FeatureBank {
                 })
                 .collect();
             for (&(_, v), (field, s)) in chunk.iter().zip(fields) {
-                let map = trunk.forward_features(batch_tensor(&[&field], device));
-                let [_, c, h, w] = map.dims();
-                let values = map.into_data().try_to_vec::<f32>().expect("f32 features");
-                let mut rows = window_rows(&values, (c, h, w), k);
+                let mut rows = field_tile_rows(trunk, &field, k, device);
                 let n = rows.len() / FEATURE_CHANNELS;
                 if v > 0 && n > TILES_PER_VIEW {
                     let mut rng = StdRng::seed_from_u64(s.rotate_left(17));

@@ -97,6 +97,7 @@ pub fn predict_command(args: &PredictArgs, out: &mut dyn Write) -> Result<usize>
     // The whole field where the head allows it, as `eval` and the device score an image;
     // a classic head sees the centre tile.
     let whole_field = model.head() == crate::model::Head::Compact;
+    let k = crate::feature_bank::tile_window(&model, &device);
     for chunk in files.chunks(16) {
         let mut views = Vec::new();
         let mut ok = Vec::new();
@@ -120,7 +121,7 @@ pub fn predict_command(args: &PredictArgs, out: &mut dyn Write) -> Result<usize>
         let probs: Vec<f32> = if whole_field {
             views
                 .iter()
-                .map(|f| train::predict_field(&model, f, &device))
+                .map(|f| train::predict_field(&model, f, k, &device))
                 .collect()
         } else {
             let tiles: Vec<image::RgbImage> = views.iter().map(images::eval_view).collect();

@@ -144,13 +144,10 @@ fn malignant_probs(logits: Tensor<2>) -> Vec<f32> {
 }
 
 /// Whole-field malignant probability of an image already at the model's scale: the mean over
-/// every tile of the trunk's map, as the edge's dense pass scores it (compact head only).
-pub fn predict_field(model: &AlexNet, field: &image::RgbImage, device: &Device) -> f32 {
-    let k = crate::feature_bank::tile_window(model, device);
-    let map = model.forward_features(batch_tensor(&[field], device));
-    let [_, c, h, w] = map.dims();
-    let values = map.into_data().try_to_vec::<f32>().expect("f32 features");
-    let rows = crate::feature_bank::window_rows(&values, (c, h, w), k);
+/// every tile of the trunk's map, as the edge's dense pass scores it (compact head only; `k`
+/// from [`crate::feature_bank::tile_window`]).
+pub fn predict_field(model: &AlexNet, field: &image::RgbImage, k: usize, device: &Device) -> f32 {
+    let rows = crate::feature_bank::field_tile_rows(model, field, k, device);
     let p = malignant_probs(
         model.forward_compact(FeatureBank::tensor(rows.chunks(FEATURE_CHANNELS), device)),
     );
