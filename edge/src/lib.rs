@@ -8,6 +8,8 @@ pub mod cli;
 pub mod error;
 pub mod field;
 pub mod fsutil;
+pub mod latency;
+pub mod live;
 pub mod model;
 pub mod paths;
 pub mod preprocess;
@@ -15,6 +17,7 @@ pub mod profile;
 pub mod run;
 pub mod stdio;
 pub mod variants;
+pub mod web;
 
 pub use card::{InputSpec, Label, ModelCard, OutputSpec};
 pub use cli::{run_cli, run_cli_to};

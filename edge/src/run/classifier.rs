@@ -7,8 +7,8 @@ use anyhow::{bail, Result};
 use image::RgbImage;
 
 use super::event_log::TileMap;
-use crate::model::{FieldPrediction, Model};
-use std::sync::{Arc, Mutex};
+use crate::field::map::ProbMap;
+use crate::model::Model;
 
 /// Scores for one frame.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +19,8 @@ pub struct FrameScore {
     /// `[benign, malignant]`; with tiles, the mean over tiles.
     pub probs: [f32; 2],
     pub tiles: Option<TileMap>,
+    /// The whole-field probability map, aligned to the frame (whole-field view only).
+    pub map: Option<ProbMap>,
     pub preprocess_ms: f64,
     pub infer_ms: f64,
 }
@@ -26,11 +28,6 @@ pub struct FrameScore {
 /// Anything that turns a frame into scores.
 pub trait Classifier {
     fn classify_frame(&mut self, img: &RgbImage) -> Result<FrameScore>;
-
-    /// The latest frame with its tile map overlaid, as PNG, where the classifier makes a map.
-    fn latest_overlay_png(&self) -> Result<Option<Vec<u8>>> {
-        Ok(None)
-    }
 }
 
 /// The centre view of the frame, exactly as `classify --view centre` does for single images.
@@ -47,17 +44,11 @@ impl Classifier for WholeFrame<'_> {
             p_malignant: p.p_malignant,
             probs: p.probs,
             tiles: None,
+            map: None,
             preprocess_ms: p.preprocess_ms,
             infer_ms: p.infer_ms,
         })
     }
-}
-
-/// The latest screened frame, kept so its overlay can be drawn when someone asks for it
-/// (a saved malignant frame, a status page) rather than for every frame.
-pub struct LatestField {
-    pub frame: RgbImage,
-    pub field: FieldPrediction,
 }
 
 /// The whole frame at the model's scale in one dense pass, decided on the card's aggregate of
@@ -65,16 +56,11 @@ pub struct LatestField {
 pub struct WholeField<'m> {
     pub model: &'m Model,
     pub um_per_px: Option<f32>,
-    pub latest: Arc<Mutex<Option<LatestField>>>,
 }
 
 impl<'m> WholeField<'m> {
     pub fn new(model: &'m Model, um_per_px: Option<f32>) -> Self {
-        WholeField {
-            model,
-            um_per_px,
-            latest: Arc::new(Mutex::new(None)),
-        }
+        WholeField { model, um_per_px }
     }
 }
 
@@ -83,7 +69,7 @@ impl Classifier for WholeField<'_> {
         let f = self.model.screen(img, self.um_per_px)?;
         let values = &f.map.values;
         let n = values.len().max(1) as f32;
-        let score = FrameScore {
+        Ok(FrameScore {
             p_malignant: f.p_malignant,
             probs: [1.0 - f.p_malignant, f.p_malignant],
             tiles: Some(TileMap {
@@ -93,23 +79,12 @@ impl Classifier for WholeField<'_> {
                 max: values.iter().copied().fold(0.0f32, f32::max),
                 mean: values.iter().sum::<f32>() / n,
             }),
+            // The loop keeps the map with its frame; an overlay is drawn only when someone asks
+            // (a saved malignant frame, the status page), since drawing costs more than keeping.
+            map: Some(f.map),
             preprocess_ms: f.preprocess_ms,
             infer_ms: f.infer_ms,
-        };
-        // A frame copy, not an overlay: drawing it costs more than keeping it.
-        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(LatestField {
-            frame: img.clone(),
-            field: f,
-        });
-        Ok(score)
-    }
-
-    fn latest_overlay_png(&self) -> Result<Option<Vec<u8>>> {
-        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(l) = latest.as_ref() else {
-            return Ok(None);
-        };
-        Ok(Some(self.model.overlay_png(&l.frame, &l.field)?))
+        })
     }
 }
 
@@ -209,6 +184,7 @@ pub fn score_from_tiles(
             max,
             mean,
         }),
+        map: None,
         preprocess_ms,
         infer_ms,
     }
@@ -247,6 +223,7 @@ impl Classifier for Scripted {
             p_malignant: p,
             probs: [1.0 - p, p],
             tiles: None,
+            map: None,
             preprocess_ms: 0.0,
             infer_ms: 0.0,
         })

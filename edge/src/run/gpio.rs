@@ -25,6 +25,15 @@ pub struct PinNumbers {
 }
 
 impl PinNumbers {
+    pub fn line(&self, role: Role) -> u32 {
+        match role {
+            Role::Malignant => self.malignant,
+            Role::Uncertain => self.uncertain,
+            Role::Benign => self.benign,
+            Role::Heartbeat => self.heartbeat,
+        }
+    }
+
     fn by_role(&self) -> [(Role, u32); 4] {
         [
             (Role::Malignant, self.malignant),

@@ -25,19 +25,22 @@ pub mod status;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::error::{one_line, EdgeError};
 use crate::field::view::{View, ViewArgs};
+use crate::live::{Live, ModelInfo, RunInfo};
 use crate::model::{LoadOptions, Model};
+use crate::web::{Auth, Limits, StatusServer};
 use camera::{CameraConfig, PixelFormat};
 use classifier::{Classifier, Scripted, Tiled, WholeField, WholeFrame};
 use decision::{Decider, DecisionConfig, Smoothing};
 use event_log::EventLog;
 use gpio::PinNumbers;
-use pipeline::{run_pipeline, PipelineOptions, StopReason};
+use pipeline::{run_pipeline, OverlayLegend, PipelineOptions, StopReason};
 use shutdown::StopFlag;
 use signals::{ConsoleSignals, PinSignals, SignalSink};
 use source::{open_source, SourceSpec};
@@ -138,6 +141,24 @@ pub struct RunArgs {
     /// Inference threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Serve a read-only status page while the loop runs: PORT (on 127.0.0.1) or ADDRESS:PORT.
+    /// An address beyond loopback needs --status-token.
+    #[arg(long, value_name = "ADDR")]
+    pub status: Option<String>,
+    /// File holding the status page's secret (one line, 16+ characters); every request must
+    /// carry it as `Authorization: Bearer` or via the cookie /login?token= sets.
+    #[arg(long, value_name = "FILE", requires = "status")]
+    pub status_token: Option<PathBuf>,
+    /// Seconds without a frame after which /healthz answers 503 (source stalled).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS", requires = "status")]
+    pub status_stall_secs: f64,
+    /// Keep serving the status page this long after the loop ends, so the last state stays
+    /// readable (a signal ends the wait).
+    #[arg(long, default_value_t = 0.0, value_name = "SECS", requires = "status")]
+    pub status_linger: f64,
+    /// Seconds a client may take to send a request head (tests shorten it).
+    #[arg(long, value_name = "SECS", hide = true, requires = "status")]
+    pub status_header_timeout: Option<f64>,
 }
 
 /// Entry point for the CLI: returns the exit code; errors are one line.
@@ -176,6 +197,7 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
             .resolve(args.threads, Some(crate::paths::default_model()))?
     };
     let model: Model;
+    let mut info: Option<ModelInfo> = None;
     let (mut classifier, threshold, band): (Box<dyn Classifier + '_>, f32, f32) =
         if let Some(list) = &args.fake_scores {
             (Box::new(Scripted::parse(list)?), FAKE_THRESHOLD, FAKE_BAND)
@@ -185,6 +207,7 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
                 ..LoadOptions::default()
             };
             model = Model::load_with(&model_path, &opts)?;
+            info = Some(model_info(&model));
             let card = model.card();
             let (t, b) = (card.threshold, card.uncertain_band);
             let um_per_px = args.view.um_per_px;
@@ -205,6 +228,17 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
     let decision = decision_config(args, threshold, band)?;
 
     let source = open_source(&spec, args.looping, camera)?;
+    let live = args.status.as_ref().map(|_| {
+        Live::new(RunInfo {
+            model: info.clone(),
+            source: source.describe(),
+            stall_after: Duration::from_secs_f64(args.status_stall_secs.max(0.1)),
+        })
+    });
+    let server = match (&args.status, &live) {
+        (Some(spec), Some(live)) => Some(start_status_page(spec, args, live.clone())?),
+        _ => None,
+    };
     eprintln!(
         "run: {} -> {} -> {}; {} hi {:.3} lo {:.3}; min sharpness {}",
         source.describe(),
@@ -225,6 +259,15 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
         min_sharpness: args.min_sharpness,
         status_every: (args.status_secs > 0.0).then(|| Duration::from_secs_f64(args.status_secs)),
         save_flagged: args.save_flagged.clone(),
+        overlay: OverlayLegend {
+            threshold,
+            aggregate: info
+                .as_ref()
+                .map(|i| i.aggregate.clone())
+                .unwrap_or_default(),
+        },
+        live: live.clone(),
+        pins: Some(pins),
     };
     let mut decider = Decider::new(decision);
     let summary = run_pipeline(
@@ -258,7 +301,78 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
         status::mib(summary.rss_end),
         safe_state_note(args, pins),
     );
+    if let Some(server) = server {
+        linger(&server, args.status_linger, &stop);
+        // A signal that ends the linger is still a stop on a signal, for systemd and scripts.
+        if stop.is_requested() {
+            return Ok(stop.signal_exit_code().unwrap_or(0));
+        }
+    }
     Ok(exit_code(summary.reason, &stop))
+}
+
+/// What the status page says about the model.
+fn model_info(model: &Model) -> ModelInfo {
+    let card = model.card();
+    ModelInfo {
+        name: card.name.clone(),
+        precision: card.precision.clone(),
+        sha256_prefix: card.sha256.chars().take(12).collect(),
+        threshold: card.threshold,
+        aggregate: card
+            .field
+            .as_ref()
+            .map(|f| f.aggregate.describe())
+            .unwrap_or_default(),
+    }
+}
+
+fn start_status_page(spec: &str, args: &RunArgs, live: Arc<Live>) -> Result<StatusServer> {
+    let addr = crate::web::addr::parse_listen(spec)?;
+    let token = args
+        .status_token
+        .as_deref()
+        .map(crate::web::addr::read_token)
+        .transpose()?;
+    crate::web::addr::check_exposure(addr, token.as_deref())?;
+    let auth = match &token {
+        Some(t) => Auth::with_token(t)?,
+        None => Auth::open(),
+    };
+    let mut limits = Limits::default();
+    if let Some(secs) = args
+        .status_header_timeout
+        .filter(|s| s.is_finite() && *s > 0.0)
+    {
+        limits.header_timeout = Duration::from_secs_f64(secs);
+    }
+    let server = StatusServer::start(addr, auth, limits, live)?;
+    // The one line a script (or a person) needs to find the page, port 0 included.
+    eprintln!(
+        "run: status page on http://{}/{}",
+        server.local_addr(),
+        if token.is_some() {
+            " (token required)"
+        } else {
+            ""
+        }
+    );
+    Ok(server)
+}
+
+/// Serve the final state a while longer; the pins are already safe.
+fn linger(server: &StatusServer, secs: f64, stop: &StopFlag) {
+    if !(secs.is_finite() && secs > 0.0) {
+        return;
+    }
+    eprintln!(
+        "run: status page stays up {secs:.0} s on http://{}/ (Ctrl-C ends it)",
+        server.local_addr()
+    );
+    let until = std::time::Instant::now() + Duration::from_secs_f64(secs);
+    while std::time::Instant::now() < until && !stop.is_requested() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// 0 when the run ended on its own; 128 + the signal (130 SIGINT, 143 SIGTERM) when one

@@ -18,15 +18,18 @@ use crossbeam_channel::{
     bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError,
 };
 
-use super::classifier::Classifier;
+use super::classifier::{Classifier, FrameScore};
 use super::decision::{Decider, Observation, ScreenState};
 use super::event_log::{now_stamp, Event, EventLog};
+use super::gpio::PinNumbers;
 use super::sharpness::laplacian_variance;
 use super::shutdown::StopFlag;
 use super::signals::{SignalSink, Transition};
 use super::source::{Frame, FrameSource};
 use super::status::{rss_bytes, status_line, LatencyHistogram};
 use crate::error::EdgeError;
+use crate::field::overlay::{render_png, OverlayText};
+use crate::live::{FrameUpdate, Live, LiveWriter, PinState, TransitionRecord};
 
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -41,7 +44,23 @@ pub struct PipelineOptions {
     /// Seconds between status lines on stderr; `None` = no status lines.
     pub status_every: Option<Duration>,
     pub save_flagged: Option<PathBuf>,
+    /// What a saved overlay's legend says.
+    pub overlay: OverlayLegend,
+    /// Where the loop publishes its state for the status page.
+    pub live: Option<Arc<Live>>,
+    /// The output lines, for the status page's pin list.
+    pub pins: Option<PinNumbers>,
 }
+
+/// The model facts an overlay legend prints.
+#[derive(Clone, Debug, Default)]
+pub struct OverlayLegend {
+    pub threshold: f32,
+    pub aggregate: String,
+}
+
+/// Side of the thumbnails the status page lists next to state changes.
+const THUMB_PX: u32 = 160;
 
 /// Why the loop ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +108,13 @@ pub fn run_pipeline(
     let shut = sink
         .shutdown()
         .context("cannot put the signals in their safe state");
+    if let Some(live) = &opts.live {
+        let reason = match (&result, &shut) {
+            (Ok(s), Ok(())) => s.reason.as_str().to_string(),
+            (Err(e), _) | (Ok(_), Err(e)) => format!("error: {}", crate::error::one_line(e)),
+        };
+        live.mark_stopped(&reason, pin_states(sink, opts.pins));
+    }
     // The loop's own error is the more useful one to report.
     let summary = result?;
     shut?;
@@ -138,6 +164,7 @@ fn drive(
     };
     let stop_capture = StopOnDrop(capture_stop);
 
+    let mut live = opts.live.clone().map(LiveWriter::new);
     let mut frames = 0u64;
     let mut total = LatencyHistogram::default();
     let mut window = LatencyHistogram::default();
@@ -161,7 +188,13 @@ fn drive(
         frames += 1;
 
         let sharpness = laplacian_variance(&frame.image);
+        let mut idle_reason = None;
+        let mut frame_error = false;
         let score = if sharpness < opts.min_sharpness {
+            idle_reason = Some(format!(
+                "blank, moving or out of focus (sharpness {sharpness:.0} < {})",
+                opts.min_sharpness
+            ));
             None
         } else {
             match classifier.classify_frame(&frame.image) {
@@ -169,6 +202,8 @@ fn drive(
                 // A frame the model cannot screen (too small at its scale) is idle, not fatal.
                 Err(e) if matches!(e.downcast_ref::<EdgeError>(), Some(EdgeError::Frame(_))) => {
                     tracing::warn!("frame {frames} idle: {e}");
+                    idle_reason = Some(crate::error::one_line(&e));
+                    frame_error = true;
                     None
                 }
                 Err(e) => return Err(e),
@@ -201,8 +236,8 @@ fn drive(
         ) {
             (Some(dir), true) => {
                 let path = save_frame(dir, frames, &frame)?;
-                if let Some(png) = classifier.latest_overlay_png()? {
-                    crate::fsutil::write_atomic(&path.with_extension("heatmap.png"), &png)?;
+                if let Some(s) = score.as_ref() {
+                    save_overlay(&path, &frame, s, decision.state, &opts.overlay)?;
                 }
                 Some(path)
             }
@@ -219,7 +254,7 @@ fn drive(
                 unix_ms,
                 frame: frames,
                 source_frame: frame.seq,
-                origin: frame.origin,
+                origin: frame.origin.clone(),
                 sharpness,
                 p_malignant: score.as_ref().map(|s| s.p_malignant),
                 probs: score.as_ref().map(|s| s.probs),
@@ -230,8 +265,8 @@ fn drive(
                 preprocess_ms,
                 infer_ms,
                 dropped: dropped_now,
-                tiles: score.and_then(|s| s.tiles),
-                saved: saved.map(|p| p.display().to_string()),
+                tiles: score.as_ref().and_then(|s| s.tiles.clone()),
+                saved: saved.as_ref().map(|p| p.display().to_string()),
             })?;
         }
 
@@ -255,6 +290,33 @@ fn drive(
                 window_start = Instant::now();
             }
         }
+        if let Some(w) = live.as_mut() {
+            let transition = decision.changed.then(|| TransitionRecord {
+                time: now_stamp().0,
+                frame: frames,
+                from: previous.as_str(),
+                to: decision.state.as_str(),
+                p_malignant: score.as_ref().map(|s| s.p_malignant),
+                smoothed: decision.smoothed,
+                thumbnail: saved.is_some().then(|| format!("/thumb/{frames}")),
+                thumbnail_jpeg: saved.is_some().then(|| thumbnail(&frame)).flatten(),
+            });
+            w.frame(FrameUpdate {
+                frame: frames,
+                infer_ms: score.as_ref().map(|s| s.preprocess_ms + s.infer_ms),
+                p_malignant: score.as_ref().map(|s| s.p_malignant),
+                map: score.and_then(|s| s.map),
+                image: frame.image,
+                state: decision.state.as_str(),
+                smoothed: decision.smoothed,
+                idle_reason,
+                frame_error,
+                latency_ms,
+                dropped: dropped_now,
+                pins: pin_states(sink, opts.pins),
+                transition,
+            });
+        }
     };
 
     drop(stop_capture);
@@ -275,6 +337,61 @@ fn drive(
         rss_start,
         rss_end: rss_bytes(),
     })
+}
+
+/// Each line's level as the sink last set it, for the status page (None in console mode).
+fn pin_states(sink: &dyn SignalSink, pins: Option<PinNumbers>) -> Option<Vec<PinState>> {
+    let (outputs, pins) = (sink.outputs()?, pins?);
+    Some(
+        outputs
+            .iter()
+            .map(|&(role, on)| PinState {
+                role: role.as_str(),
+                line: pins.line(role),
+                on,
+            })
+            .collect(),
+    )
+}
+
+/// A small JPEG of a kept frame; a frame that cannot be encoded just has no thumbnail.
+fn thumbnail(frame: &Frame) -> Option<Arc<Vec<u8>>> {
+    let (w, h) = frame.image.dimensions();
+    let scale = THUMB_PX as f32 / w.max(h).max(1) as f32;
+    let small = image::imageops::thumbnail(
+        &frame.image,
+        ((w as f32 * scale) as u32).max(1),
+        ((h as f32 * scale) as u32).max(1),
+    );
+    let mut bytes = Vec::new();
+    small
+        .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+            &mut bytes, 80,
+        ))
+        .ok()?;
+    Some(Arc::new(bytes))
+}
+
+/// The heatmap next to a saved frame, where the classifier made a map.
+fn save_overlay(
+    frame_path: &std::path::Path,
+    frame: &Frame,
+    score: &FrameScore,
+    state: ScreenState,
+    legend: &OverlayLegend,
+) -> Result<()> {
+    let Some(map) = score.map.as_ref() else {
+        return Ok(());
+    };
+    let text = OverlayText {
+        score: score.p_malignant,
+        label: state.as_str(),
+        threshold: legend.threshold,
+        aggregate: &legend.aggregate,
+    };
+    let png = render_png(&frame.image, map, &text)?;
+    crate::fsutil::write_atomic(&frame_path.with_extension("heatmap.png"), &png)?;
+    Ok(())
 }
 
 struct StopOnDrop(StopFlag);
@@ -454,6 +571,9 @@ mod tests {
             min_sharpness: 1.0,
             status_every: None,
             save_flagged: None,
+            overlay: OverlayLegend::default(),
+            live: None,
+            pins: None,
         }
     }
 

@@ -33,6 +33,10 @@ pub trait SignalSink {
     fn heartbeat(&mut self) -> Result<()>;
     /// Put every output in its safe state. Idempotent.
     fn shutdown(&mut self) -> Result<()>;
+    /// Each output's logical level as last set, in shutdown order; None when no pins are driven.
+    fn outputs(&self) -> Option<[(Role, bool); 4]> {
+        None
+    }
 }
 
 /// The four output lines, one per role.
@@ -192,6 +196,16 @@ where
             return Ok(());
         }
         self.all_off()
+    }
+
+    fn outputs(&self) -> Option<[(Role, bool); 4]> {
+        Some(Role::SHUTDOWN_ORDER.map(|role| {
+            let on = match role {
+                Role::Heartbeat => self.beat,
+                lamp => self.lamp == Some(lamp),
+            };
+            (role, on)
+        }))
     }
 }
 
