@@ -15,7 +15,9 @@ pub mod paths;
 pub mod preprocess;
 pub mod profile;
 pub mod run;
+pub mod sharpness;
 pub mod stdio;
+pub mod timestamp;
 pub mod variants;
 pub mod web;
 

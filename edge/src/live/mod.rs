@@ -199,7 +199,7 @@ impl Live {
         Arc::new(Live {
             info,
             started: Instant::now(),
-            started_at: crate::run::event_log::now_stamp().0,
+            started_at: crate::timestamp::now_stamp().0,
             snapshot: ArcSwap::from_pointee(Snapshot::starting()),
             frame: ArcSwapOption::empty(),
             metrics: Metrics::new(),

@@ -126,7 +126,7 @@ mod device {
     use v4l::{Device, Format, FourCC};
 
     use super::{describe_open_error, yuyv_to_rgb, CameraConfig, PixelFormat};
-    use crate::run::source::{Frame, FrameSource};
+    use crate::run::frame::{Frame, FrameSource};
 
     /// A streaming V4L2 capture device.
     pub struct CameraSource {

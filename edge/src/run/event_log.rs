@@ -108,18 +108,10 @@ fn short_io(e: &std::io::Error) -> String {
     }
 }
 
-/// Current time as (RFC 3339 string, unix milliseconds).
-pub fn now_stamp() -> (String, i64) {
-    let now = chrono::Utc::now();
-    (
-        now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        now.timestamp_millis(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timestamp::now_stamp;
 
     fn event(frame: u64) -> Event {
         let (time, unix_ms) = now_stamp();

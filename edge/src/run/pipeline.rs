@@ -20,7 +20,7 @@ use crossbeam_channel::{
 
 use super::classifier::{Classifier, FrameScore};
 use super::decision::{Decider, Observation, ScreenState};
-use super::event_log::{now_stamp, Event, EventLog};
+use super::event_log::{Event, EventLog};
 use super::gpio::PinNumbers;
 use super::sharpness::laplacian_variance;
 use super::shutdown::StopFlag;
@@ -30,6 +30,7 @@ use super::status::{rss_bytes, status_line, LatencyHistogram};
 use crate::error::EdgeError;
 use crate::field::overlay::{render_png, OverlayText};
 use crate::live::{FrameUpdate, Live, LiveWriter, PinState, TransitionRecord};
+use crate::timestamp::now_stamp;
 
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);

@@ -5,33 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
-use image::RgbImage;
 
 use super::camera::CameraConfig;
-
-/// One captured frame.
-#[derive(Debug)]
-pub struct Frame {
-    /// 1-based number of the frame from this source (dropped frames included).
-    pub seq: u64,
-    /// When the raw frame became available (dequeued, or read from disk);
-    /// latency is measured from here to the signal update.
-    pub captured: Instant,
-    pub image: RgbImage,
-    /// Device#sequence or file path, for the event log.
-    pub origin: String,
-}
-
-/// A producer of frames, driven by the capture thread.
-pub trait FrameSource: Send {
-    /// The next frame; `Ok(None)` when a finite source is exhausted.
-    fn next_frame(&mut self) -> Result<Option<Frame>>;
-    /// For the startup line.
-    fn describe(&self) -> String;
-    /// Live sources keep producing whether or not we keep up, so stale
-    /// frames are dropped; replayed files can wait for the consumer.
-    fn is_live(&self) -> bool;
-}
+pub use super::frame::{Frame, FrameSource};
 
 /// Parsed `--source` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,7 +195,7 @@ mod tests {
 
     fn write_png(path: &Path) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        RgbImage::from_pixel(8, 8, image::Rgb([10, 20, 30]))
+        image::RgbImage::from_pixel(8, 8, image::Rgb([10, 20, 30]))
             .save(path)
             .unwrap();
     }
