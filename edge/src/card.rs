@@ -62,6 +62,172 @@ pub struct ModelCard {
     /// Whole-field screening; absent on cards written before it (centre crop only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<FieldSpec>,
+    /// The H&E stain reference fitted on the training images (Macenko), and whether the
+    /// network expects its input normalised to it; absent on cards written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stain: Option<StainSpec>,
+    /// Thresholds of the not-H&E gate; absent means [`GateSpec::default`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateSpec>,
+}
+
+/// A Macenko stain reference: the two stain directions in optical-density space and the
+/// 99th-percentile concentration of each, fitted on the training images (`colour::macenko`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StainSpec {
+    /// Unit stain vectors, rows R, G, B and columns haematoxylin, eosin (torchstain's `HERef`
+    /// layout).
+    pub he: [[f64; 2]; 3],
+    /// 99th-percentile concentrations `[H, E]` (torchstain's `maxCRef`).
+    pub max_c: [f64; 2],
+    /// Normalise every image to this reference before the network (the model was trained on
+    /// normalised images); false: the reference only anchors the gate's stain angle.
+    pub normalise: bool,
+    /// Background intensity of the optical-density conversion.
+    #[serde(default = "default_io")]
+    pub io: f64,
+    /// Percentile (percent) of the stain-plane angles taken as the stain directions.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Optical density below which a channel counts as unstained.
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    /// What the reference was fitted on.
+    #[serde(default)]
+    pub fitted_on: StainProvenance,
+}
+
+fn default_io() -> f64 {
+    crate::colour::od::DEFAULT_IO
+}
+fn default_alpha() -> f64 {
+    crate::colour::od::DEFAULT_ALPHA
+}
+fn default_beta() -> f64 {
+    crate::colour::od::DEFAULT_BETA
+}
+
+/// Where a stain reference came from.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct StainProvenance {
+    /// Images pooled.
+    pub images: usize,
+    /// Distinct patients among them, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patients: Option<usize>,
+    /// Pixels pooled (a deterministic grid sample of each image).
+    pub pixels: usize,
+    /// In words: which data set, which split.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+}
+
+impl StainSpec {
+    /// torchstain's built-in reference (`HERef`, `maxCRef`), used where a card has none.
+    pub fn torchstain_default() -> Self {
+        StainSpec {
+            he: crate::colour::od::TORCHSTAIN_HE_REF,
+            max_c: crate::colour::od::TORCHSTAIN_MAX_C_REF,
+            normalise: false,
+            io: default_io(),
+            alpha: default_alpha(),
+            beta: default_beta(),
+            fitted_on: StainProvenance {
+                source: "torchstain's default reference (Macenko et al.)".into(),
+                ..StainProvenance::default()
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let finite = self
+            .he
+            .iter()
+            .flatten()
+            .chain(&self.max_c)
+            .all(|v| v.is_finite());
+        let columns_nonzero = (0..2).all(|j| self.he.iter().any(|r| r[j] != 0.0));
+        if !finite || !columns_nonzero || self.max_c.iter().any(|c| *c <= 0.0) {
+            return Err(format!(
+                "card stain reference (he {:?}, max_c {:?}) needs finite, non-zero stain vectors \
+                 and positive concentrations",
+                self.he, self.max_c
+            ));
+        }
+        let io_ok = self.io > 1.0 && self.io <= 255.0;
+        if !io_ok || !(0.0..50.0).contains(&self.alpha) {
+            return Err(format!(
+                "card stain io {} or alpha {} is out of range (io in (1, 255], alpha in [0, 50))",
+                self.io, self.alpha
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Thresholds of the not-H&E gate (`colour::gate`); a card may give some and leave the rest
+/// to the defaults. Why each default is where it is: docs/colour.md.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default)]
+pub struct GateSpec {
+    /// Least fraction of pixels stained in every channel (optical density at least `beta`).
+    pub min_tissue_fraction: f32,
+    /// Least mean HSV saturation of the tissue pixels: below it the frame is grey.
+    pub min_saturation: f32,
+    /// Most mean HSV saturation of the tissue pixels: above it the colours are not a stain's.
+    pub max_saturation: f32,
+    /// Most fraction of coloured tissue pixels with a hue H&E does not make (brown, yellow,
+    /// green, cyan: 20° to 200°), e.g. the DAB of immunohistochemistry.
+    pub max_off_hue_fraction: f32,
+    /// Least share of the optical-density variance in the plane of the two main directions:
+    /// two stains leave the third direction nearly empty.
+    pub min_plane_fraction: f32,
+    /// Least angle between the frame's two stain vectors.
+    pub min_stain_separation_deg: f32,
+    /// Most angle between each of the frame's stain vectors and the reference's.
+    pub max_stain_angle_deg: f32,
+    /// Least Laplacian variance (`sharpness`): blank, moving or out-of-focus frames.
+    pub min_sharpness: f64,
+}
+
+impl Default for GateSpec {
+    fn default() -> Self {
+        GateSpec {
+            min_tissue_fraction: 0.01,
+            min_saturation: 0.02,
+            max_saturation: 0.75,
+            max_off_hue_fraction: 0.4,
+            min_plane_fraction: 0.85,
+            min_stain_separation_deg: 4.0,
+            max_stain_angle_deg: 45.0,
+            min_sharpness: crate::sharpness::DEFAULT_MIN_SHARPNESS,
+        }
+    }
+}
+
+impl GateSpec {
+    fn validate(&self) -> Result<(), String> {
+        let fractions = [
+            self.min_tissue_fraction,
+            self.min_saturation,
+            self.max_saturation,
+            self.max_off_hue_fraction,
+            self.min_plane_fraction,
+        ];
+        let angles = [self.min_stain_separation_deg, self.max_stain_angle_deg];
+        if fractions.iter().any(|f| !(0.0..=1.0).contains(f))
+            || angles.iter().any(|a| !(0.0..=180.0).contains(a))
+            || self.min_sharpness.is_nan()
+            || self.min_sharpness < 0.0
+            || self.min_saturation > self.max_saturation
+        {
+            return Err(format!(
+                "card gate thresholds {self:?} are out of range (fractions in [0, 1], angles in \
+                 [0, 180], min_saturation <= max_saturation, sharpness >= 0)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How the model screens a whole frame: the scale it was trained at and how its tiles lie.
@@ -275,6 +441,12 @@ impl ModelCard {
                 ));
             }
         }
+        if let Some(stain) = &self.stain {
+            stain.validate()?;
+        }
+        if let Some(gate) = &self.gate {
+            gate.validate()?;
+        }
         if self.input.std.iter().any(|s| *s <= 0.0) {
             return Err(format!(
                 "card input std {:?} has a non-positive value",
@@ -311,6 +483,8 @@ mod tests {
             training: serde_json::Value::Null,
             metrics: serde_json::Value::Null,
             field: None,
+            stain: None,
+            gate: None,
         }
     }
 
@@ -326,6 +500,49 @@ mod tests {
         assert_eq!(no_band.label_for(0.5), Label::Malignant);
         assert_eq!(no_band.label_for(0.4999), Label::Benign);
         assert_eq!(Label::Uncertain.to_string(), "uncertain");
+    }
+
+    #[test]
+    fn stain_and_gate_are_optional_and_round_trip() {
+        // A card written before them: no keys appear, and it still validates.
+        let old = card(0.5, 0.1);
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(
+            !text.contains("\"stain\"") && !text.contains("\"gate\""),
+            "{text}"
+        );
+        let back: ModelCard = serde_json::from_str(&text).unwrap();
+        assert!(back.stain.is_none() && back.gate.is_none());
+        back.validate().unwrap();
+
+        let mut new = card(0.5, 0.1);
+        new.stain = Some(StainSpec::torchstain_default());
+        new.gate = Some(GateSpec::default());
+        let value = serde_json::to_value(&new).unwrap();
+        let back: ModelCard = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), value);
+        assert_eq!(back.stain, new.stain);
+        assert_eq!(back.gate, new.gate);
+        back.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_stain_or_gate_values_are_refused() {
+        let mut c = card(0.5, 0.1);
+        let mut stain = StainSpec::torchstain_default();
+        stain.max_c = [1.0, 0.0];
+        c.stain = Some(stain);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("positive concentrations"));
+        c.stain = None;
+        c.gate = Some(GateSpec {
+            min_saturation: 0.9,
+            max_saturation: 0.5,
+            ..GateSpec::default()
+        });
+        assert!(c.validate().unwrap_err().contains("card gate thresholds"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod card;
 pub mod cli;
+pub mod colour;
 pub mod error;
 pub mod field;
 pub mod fsutil;

@@ -18,6 +18,7 @@ use tract_onnx::tract_core::runtime::RunOptions;
 use tract_onnx::tract_hir::infer::GenericFactoid;
 
 use crate::card::{FieldSpec, Label, ModelCard};
+use crate::colour::{GateVerdict, HeGate, Normaliser};
 use crate::error::{one_line, EdgeError};
 use crate::field::dense::{pool_node, Window};
 use crate::field::plans::DensePlans;
@@ -104,6 +105,11 @@ pub struct Model {
     runner: Mutex<Runner>,
     /// The whole-field form, for cards with a field spec.
     dense: Option<Mutex<DensePlans>>,
+    /// Macenko normalisation to the card's stain reference, when the card says the network
+    /// was trained on normalised images.
+    stain: Option<Normaliser>,
+    /// The not-H&E gate with the card's thresholds and stain reference.
+    gate: HeGate,
 }
 
 impl std::fmt::Debug for Model {
@@ -240,7 +246,6 @@ impl Model {
         );
         Ok(Model {
             path: onnx.to_path_buf(),
-            card,
             batch,
             threads,
             input_shape,
@@ -251,6 +256,13 @@ impl Model {
             },
             runner: Mutex::new(Runner { state, input: None }),
             dense,
+            stain: card
+                .stain
+                .as_ref()
+                .filter(|s| s.normalise)
+                .map(Normaliser::new),
+            gate: HeGate::for_card(&card),
+            card,
         })
     }
 
@@ -305,14 +317,51 @@ impl Model {
 
     /// `img`'s centre view, normalised as the card says, into `out` (CHW, [`Model::image_len`]
     /// values): for a whole-field card the centre tile of a frame already at the model's scale,
-    /// for an older card the shorter side resized to its `resize_shorter_side` and centre-cropped.
+    /// for an older card the shorter side resized to its `resize_shorter_side` and centre-cropped;
+    /// stain-normalised (on the cropped view) when the card's `stain.normalise` says so.
     pub fn preprocess_into(&self, img: &RgbImage, out: &mut [f32]) {
         let spec = &self.card.input;
         let side = match &self.card.field {
             Some(_) => img.width().min(img.height()),
             None => spec.resize_shorter_side,
         };
-        preprocess::preprocess_with(img, side, spec.crop, spec.mean, spec.std, out);
+        preprocess::preprocess_stained(
+            img,
+            side,
+            spec.crop,
+            spec.mean,
+            spec.std,
+            self.stain.as_ref(),
+            out,
+        );
+    }
+
+    /// Is `img` H&E tissue at all? The card's gate thresholds (or the defaults) and stain
+    /// reference (or torchstain's). Run it before [`Model::classify_at`] / [`Model::screen`] and
+    /// treat a failing frame as idle: the classifier would score anything.
+    pub fn gate(&self, img: &RgbImage) -> GateVerdict {
+        self.gate.check(img)
+    }
+
+    /// The not-H&E gate this model applies (thresholds, reference).
+    pub fn he_gate(&self) -> &HeGate {
+        &self.gate
+    }
+
+    /// The stain normaliser, when the card asks for normalised input.
+    pub fn stain_normaliser(&self) -> Option<&Normaliser> {
+        self.stain.as_ref()
+    }
+
+    /// Refuses a frame the model cannot take at `frame_um` micrometres per pixel (too small or
+    /// too large at the model's scale, or a scale too far from it) without resampling it:
+    /// the same errors [`Model::classify_at`] and [`Model::screen`] would give.
+    pub fn check_frame(&self, img: &RgbImage, frame_um: Option<f32>) -> Result<(), EdgeError> {
+        if self.card.field.is_none() {
+            return Ok(());
+        }
+        self.model_scale_size(img, self.resample_factor(frame_um)?)
+            .map(|_| ())
     }
 
     /// Factor that brings a frame at `frame_um` micrometres per pixel to the model's scale
@@ -333,6 +382,18 @@ impl Model {
         img: &'a RgbImage,
         factor: f32,
     ) -> Result<Cow<'a, RgbImage>, EdgeError> {
+        let (w, h) = self.model_scale_size(img, factor)?;
+        // A frame already at the model's scale is used as it is: no copy per camera frame.
+        Ok(if factor == 1.0 {
+            Cow::Borrowed(img)
+        } else {
+            Cow::Owned(preprocess::resize_exact(img, w, h))
+        })
+    }
+
+    /// `img`'s size at the model's scale, refused when smaller than one tile or larger than
+    /// [`MAX_FIELD_PIXELS`].
+    fn model_scale_size(&self, img: &RgbImage, factor: f32) -> Result<(u32, u32), EdgeError> {
         let (w, h) = scale::resampled_size(img.width(), img.height(), factor);
         let tile = self.card.input.crop;
         if w < tile || h < tile {
@@ -350,12 +411,7 @@ impl Model {
                 MAX_FIELD_PIXELS
             )));
         }
-        // A frame already at the model's scale is used as it is: no copy per camera frame.
-        Ok(if factor == 1.0 {
-            Cow::Borrowed(img)
-        } else {
-            Cow::Owned(preprocess::resize_exact(img, w, h))
-        })
+        Ok((w, h))
     }
 
     /// The card's whole-field spec, or why this model has none.
@@ -399,7 +455,9 @@ impl Model {
         let (spec, dense) = self.dense_form()?;
         let t0 = Instant::now();
         let factor = self.resample_factor(frame_um)?;
-        let frame = self.to_model_scale(img, factor)?;
+        let scaled = self.to_model_scale(img, factor)?;
+        // Stains are normalised at the model's scale: a quarter of the pixels of a 2x frame.
+        let frame = preprocess::stain_normalised(&scaled, self.stain.as_ref());
         let (w, h) = frame.dimensions();
         let input = &self.card.input;
         let mut chw = vec![0f32; 3 * (w * h) as usize];

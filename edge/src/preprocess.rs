@@ -5,12 +5,14 @@
 //! torchvision ImageNet one: bilinear (antialiased) resize of the shorter side to
 //! 224, centre crop 224x224, `(x/255 - mean) / std`, CHW planar f32.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::path::Path;
 
 use fast_image_resize as fir;
 use image::RgbImage;
 
+use crate::colour::Normaliser;
 use crate::error::{one_line, EdgeError};
 
 /// Side of the square network input.
@@ -182,6 +184,33 @@ pub fn preprocess_with(
     let resized = resize_shorter_side(img, shorter_side);
     let cropped = center_crop(&resized, crop);
     normalize_into(&cropped, mean, std, out);
+}
+
+/// [`preprocess_with`] with Macenko stain normalisation of the cropped view (when `stain` is
+/// given) before the mean/std normalisation: the one place the trainer and the device normalise
+/// stains, at the network's input size where it costs least.
+pub fn preprocess_stained(
+    img: &RgbImage,
+    shorter_side: u32,
+    crop: u32,
+    mean: [f32; 3],
+    std: [f32; 3],
+    stain: Option<&Normaliser>,
+    out: &mut [f32],
+) {
+    let resized = resize_shorter_side(img, shorter_side);
+    let cropped = center_crop(&resized, crop);
+    normalize_into(&stain_normalised(&cropped, stain), mean, std, out);
+}
+
+/// `img` normalised to `stain`'s reference (a whole field at the model's scale, a tile), or
+/// `img` itself without a normaliser or when it has no stains to estimate (blank glass, a flat
+/// frame: the not-H&E gate refuses those).
+pub fn stain_normalised<'a>(img: &'a RgbImage, stain: Option<&Normaliser>) -> Cow<'a, RgbImage> {
+    match stain {
+        Some(n) => n.normalise_or_keep(img),
+        None => Cow::Borrowed(img),
+    }
 }
 
 /// The standard pipeline: shorter side to 224, centre crop 224, ImageNet

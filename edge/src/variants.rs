@@ -760,6 +760,8 @@ mod tests {
             training: json!({}),
             metrics,
             field: None,
+            stain: None,
+            gate: None,
         }
     }
 

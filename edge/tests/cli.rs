@@ -32,7 +32,7 @@ fn classify_folder_writes_sorted_csv_atomically() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("path,p_malignant,label,tiles,latency_ms,error")
+        Some("path,p_malignant,label,tiles,latency_ms,error,tissue_fraction,stain_angle_deg,not_he_reason")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let mut pngs = histoscreen_edge::paths::images_under(&patient).unwrap();

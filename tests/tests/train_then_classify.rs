@@ -37,9 +37,28 @@ fn csv_column(text: &str, key_col: &str, value_col: &str) -> BTreeMap<String, f6
 fn edge_classify_equals_trainer_eval() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("model");
+    // Every third real image (every patient, both classes) to train on: the contract under
+    // test is that the edge reproduces the trainer's figures, which needs a real model, not
+    // the whole data set; a third of it keeps the newcomer's `cargo test` minutes down.
+    let ds =
+        histoscreen_train::dataset::Dataset::scan(&shared().join("data/breakhis"), &[]).unwrap();
+    let train_data = work.path().join("train");
+    std::fs::create_dir_all(&train_data).unwrap();
+    for s in ds.samples.iter().step_by(3) {
+        std::fs::copy(&s.path, train_data.join(s.path.file_name().unwrap())).unwrap();
+    }
+    // A small folder of real images from both classes.
+    let data = work.path().join("images");
+    std::fs::create_dir_all(&data).unwrap();
+    for s in ds.samples.iter().step_by(29) {
+        std::fs::copy(&s.path, data.join(s.path.file_name().unwrap())).unwrap();
+    }
+
     let args = [
         "histoscreen-train",
         "train",
+        "--data",
+        train_data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
         "--epochs",
@@ -54,15 +73,6 @@ fn edge_classify_equals_trainer_eval() {
     ];
     std::env::set_var("HISTOSCREEN_SHARED", shared());
     assert_eq!(histoscreen_train::run_cli(args), 0);
-
-    // A small folder of real images from both classes.
-    let data = work.path().join("images");
-    std::fs::create_dir_all(&data).unwrap();
-    let ds =
-        histoscreen_train::dataset::Dataset::scan(&shared().join("data/breakhis"), &[]).unwrap();
-    for s in ds.samples.iter().step_by(29) {
-        std::fs::copy(&s.path, data.join(s.path.file_name().unwrap())).unwrap();
-    }
 
     let model = out.join("model.onnx");
     let per_image = work.path().join("eval.csv");
@@ -126,7 +136,7 @@ fn edge_classify_equals_trainer_eval() {
             .unwrap();
     assert_eq!(card["precision"], "int8-weights");
     let check = &card["metrics"]["precision_check"]["against_f32"];
-    assert!(check["images"].as_u64().unwrap() >= 100, "{check}");
+    assert!(check["images"].as_u64().unwrap() >= 20, "{check}");
     let auto = work.path().join("auto.csv");
     let cache = work.path().join("cache.json");
     let auto_args = [

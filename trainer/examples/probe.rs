@@ -14,15 +14,17 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use burn::tensor::Tensor;
-use histoscreen_train::dataset::{Class, Dataset};
-use histoscreen_train::images::{self, batch_tensor};
-use histoscreen_train::metrics::{Metrics, Scored};
-use histoscreen_train::model::{AlexNet, Head};
-use histoscreen_train::{split, train, weights};
+use histoscreen_train::data::dataset::{Class, Dataset};
+use histoscreen_train::data::images::{self, batch_tensor};
+use histoscreen_train::data::split;
+use histoscreen_train::eval::metrics::{Metrics, Scored};
+use histoscreen_train::model::alexnet::{AlexNet, Head};
+use histoscreen_train::model::device::device;
+use histoscreen_train::model::pretrained;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let shared = histoscreen_train::settings::shared_dir();
+    let shared = histoscreen_train::data::settings::shared_dir();
     let data = args
         .first()
         .map(PathBuf::from)
@@ -36,9 +38,9 @@ fn main() -> anyhow::Result<()> {
 
     let ds = Dataset::scan(&data, &[])?;
     let (imgs, _) = images::load(&ds.samples);
-    let device = train::device();
+    let device = device();
     let mut model = AlexNet::new(Head::Compact, &device);
-    weights::load_pretrained(&mut model, &wfile)?;
+    pretrained::load_pretrained(&mut model, &wfile)?;
 
     let mut flat: Vec<Vec<f32>> = Vec::new();
     let mut gap: Vec<Vec<f32>> = Vec::new();

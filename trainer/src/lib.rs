@@ -1,29 +1,20 @@
 //! histoscreen's trainer: fine-tunes ImageNet AlexNet on BreakHis, evaluates it on patients it
 //! never saw, and exports ONNX models for `histoscreen-edge`.
 
-pub mod augment;
-pub mod calibrate;
-pub mod checkpoint;
-pub mod checkpoint_export;
 pub mod cli;
 pub mod commands;
-pub mod dataset;
-pub mod download;
+pub mod data;
 pub mod eval;
 pub mod export;
-pub mod feature_bank;
-pub mod feature_norm;
-pub mod images;
-pub mod metrics;
+pub mod fit;
 pub mod model;
-pub mod onnx_export;
-pub mod onnx_int8;
-pub mod predict;
 pub mod report;
-pub mod settings;
-pub mod split;
-pub mod train;
-pub mod weights;
+
+mod error_text;
+
+// The end-to-end crate (`tests/`) names these by their flat paths of old.
+pub use data::{dataset, settings};
+pub use error_text::one_line;
 
 /// Runs the CLI with `args` (the first is the program name); returns the process exit code.
 pub fn run_cli<I, T>(args: I) -> i32
@@ -40,30 +31,18 @@ where
         }
     };
     init_logging(cli.quiet);
-    match commands::run(cli) {
+    match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
             let line = format!("histoscreen-train: {}", one_line(&e));
             histoscreen_edge::stdio::eprint_line(&line);
-            if e.is::<cli::UsageError>() {
+            if e.is::<commands::UsageError>() {
                 2
             } else {
                 1
             }
         }
     }
-}
-
-/// The whole error chain on one line, as ripgrep prints it.
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let s = cause.to_string().replace('\n', " ");
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ")
 }
 
 fn init_logging(quiet: bool) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use histoscreen_train::download::{part_path, run, Asset, DownloadArgs};
+use histoscreen_train::data::download::{part_path, run, Asset, DownloadArgs};
 use sha2::{Digest, Sha256};
 
 /// Upper bound for one `run` call: a hung client must fail the test, not the CI job.

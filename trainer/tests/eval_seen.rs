@@ -192,7 +192,7 @@ fn the_card_names_the_weights_file_by_name_and_sha256_never_by_path() {
     let bytes = std::fs::read(common::pretrained()).unwrap();
     assert_eq!(
         pretrained["sha256"].as_str().unwrap(),
-        histoscreen_train::export::sha256_hex(&bytes)
+        histoscreen_train::export::model_file::sha256_hex(&bytes)
     );
     let text = serde_json::to_string(&card).unwrap();
     let shared = common::shared().display().to_string();

@@ -4,20 +4,21 @@ mod common;
 
 use common::*;
 use histoscreen_edge::model::Model;
-use histoscreen_train::dataset::Sample;
-use histoscreen_train::export::{self, CardInfo};
-use histoscreen_train::model::{AlexNet, Head};
-use histoscreen_train::{images, train, weights};
+use histoscreen_train::data::dataset::Sample;
+use histoscreen_train::data::images;
+use histoscreen_train::export::model_file::{self, CardInfo};
+use histoscreen_train::model::alexnet::{AlexNet, Head};
+use histoscreen_train::model::{device::device, infer, pretrained};
 
 fn check(head: Head) {
-    let device = train::device();
+    let device = device();
     let mut model = AlexNet::new(head, &device);
-    weights::load_pretrained(&mut model, &pretrained()).unwrap();
+    pretrained::load_pretrained(&mut model, &pretrained()).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let onnx = dir.path().join("model.onnx");
-    let bytes = export::onnx_f32(&model, "parity test").unwrap();
-    export::write_model(
+    let bytes = model_file::onnx_f32(&model, "parity test").unwrap();
+    model_file::write_model(
         &bytes,
         &onnx,
         head,
@@ -37,9 +38,10 @@ fn check(head: Head) {
     let samples: Vec<Sample> = some_images(3)
         .iter()
         .map(|p| {
-            let mut s =
-                histoscreen_train::dataset::parse_name(p.file_name().unwrap().to_str().unwrap())
-                    .unwrap();
+            let mut s = histoscreen_train::data::dataset::parse_name(
+                p.file_name().unwrap().to_str().unwrap(),
+            )
+            .unwrap();
             s.path = p.clone();
             s
         })
@@ -47,7 +49,7 @@ fn check(head: Head) {
     let (loaded, rejected) = images::load(&samples);
     assert!(rejected.is_empty());
     let views: Vec<&image::RgbImage> = loaded.iter().map(|x| &x.eval_view).collect();
-    let burn_p = train::predict(&model, &views, 4, &device);
+    let burn_p = infer::predict(&model, &views, 4, &device);
     let mut spread = (f32::MAX, f32::MIN);
     for (x, p_burn) in loaded.iter().zip(&burn_p) {
         let img = histoscreen_edge::preprocess::load_image(&x.sample.path).unwrap();

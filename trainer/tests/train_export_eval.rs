@@ -70,7 +70,7 @@ fn holdout_training_is_patient_disjoint_and_eval_matches_card() {
     let onnx = std::fs::read(out.path().join("model.onnx")).unwrap();
     assert_eq!(
         card["sha256"].as_str().unwrap(),
-        histoscreen_train::export::sha256_hex(&onnx)
+        histoscreen_train::export::model_file::sha256_hex(&onnx)
     );
     assert_eq!(card["input"]["shape"], serde_json::json!([1, 3, 224, 224]));
     let held_out = &run0["test"];
@@ -78,7 +78,7 @@ fn holdout_training_is_patient_disjoint_and_eval_matches_card() {
 
     // `eval` on a folder holding only the held-out patients reproduces the held-out figures.
     let data = tempfile::tempdir().unwrap();
-    let ds = histoscreen_train::dataset::Dataset::scan(all.path(), &[]).unwrap();
+    let ds = histoscreen_train::data::dataset::Dataset::scan(all.path(), &[]).unwrap();
     let files: Vec<_> = ds
         .samples
         .iter()

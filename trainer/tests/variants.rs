@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use histoscreen_edge::card::ModelCard;
-use histoscreen_train::dataset::{Dataset, Sample};
-use histoscreen_train::eval;
+use histoscreen_train::data::dataset::{Dataset, Sample};
+use histoscreen_train::eval::score;
 
 use common::*;
 
@@ -55,15 +55,15 @@ fn check(variant: &str, precision: &str, max_size_share: f64) {
         .collect();
     assert!(samples.len() >= 100, "only {} images", samples.len());
 
-    let reference = eval::evaluate_with(
-        &eval::load_model(&f32_path).unwrap(),
+    let reference = score::evaluate_with(
+        &score::load_model(&f32_path).unwrap(),
         &samples,
-        eval::Scoring::CentreOnly,
+        score::Scoring::CentreOnly,
     );
-    let got = eval::evaluate_with(
-        &eval::load_model(&path).unwrap(),
+    let got = score::evaluate_with(
+        &score::load_model(&path).unwrap(),
         &samples,
-        eval::Scoring::CentreOnly,
+        score::Scoring::CentreOnly,
     );
     // A 400X field is smaller than one tile at the model's scale: refused by both, nothing else.
     for r in reference.rejected.iter().chain(&got.rejected) {

@@ -84,6 +84,26 @@ pub struct FieldBench {
     pub peak_rss_mib: Option<f64>,
 }
 
+/// What colour costs, next to inference: Macenko stain normalisation (the frame's estimate
+/// plus the re-mix to the card's reference, or torchstain's when the card has none) of one
+/// network-input tile and of a camera frame, and the not-H&E gate on that frame.
+#[derive(Serialize, Debug, Clone)]
+pub struct ColourBench {
+    /// Side of the tile (the network's input).
+    pub tile: u32,
+    /// The camera frame, `[width, height]`.
+    pub frame: [u32; 2],
+    pub stain_tile_ms: Percentiles,
+    pub stain_frame_ms: Percentiles,
+    pub gate_frame_ms: Percentiles,
+    /// Whether this model's card normalises its input (then `stain_tile_ms` is part of
+    /// `preprocess_ms`).
+    pub normalise: bool,
+}
+
+/// The camera frame size colour costs are stated for.
+pub const COLOUR_FRAME: (u32, u32) = (1280, 720);
+
 /// Latency percentiles in milliseconds.
 #[derive(Serialize, Debug, Clone, Copy)]
 pub struct Percentiles {
@@ -111,6 +131,8 @@ pub struct BenchReport {
     pub peak_rss_mib: Option<f64>,
     pub rss_mib: Option<f64>,
     pub p_malignant: f32,
+    /// Colour work per frame: stain normalisation and the not-H&E gate.
+    pub colour: ColourBench,
     /// Per-op time with `--profile`, slowest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ops: Vec<OpTime>,
@@ -158,6 +180,7 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
             measured_s += (t2 - t0).as_secs_f64();
         }
     }
+    let colour = colour_bench(args, &model, &img);
     let field = field_benches(args, &model, &img)?;
     if let (Some(file), Some(f)) = (&args.save_dense, field.last()) {
         crate::fsutil::write_atomic(file, &model.dense_onnx()?)?;
@@ -187,6 +210,7 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         peak_rss_mib,
         rss_mib,
         p_malignant,
+        colour,
         // With --field, the profile is the last frame size's dense pass.
         ops: match (args.profile, field.last()) {
             (false, _) => Vec::new(),
@@ -203,6 +227,42 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     }
     super::emit(None, table(&report).as_bytes(), out)?;
     Ok(0)
+}
+
+/// [`ColourBench`] on the bench image: its centre tile at the network's input size and the
+/// image resized to [`COLOUR_FRAME`].
+fn colour_bench(args: &BenchArgs, model: &Model, img: &image::RgbImage) -> ColourBench {
+    let crop = model.card().input.crop;
+    let tile = preprocess::center_crop(&preprocess::resize_shorter_side(img, crop), crop);
+    let (fw, fh) = COLOUR_FRAME;
+    let frame = preprocess::resize_exact(img, fw, fh);
+    let spec = model
+        .card()
+        .stain
+        .clone()
+        .unwrap_or_else(crate::card::StainSpec::torchstain_default);
+    let normaliser = crate::colour::Normaliser::new(&spec);
+    let time = |f: &dyn Fn()| {
+        for _ in 0..args.warmup {
+            f();
+        }
+        let mut v: Vec<f64> = (0..args.iterations)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        percentiles(&mut v)
+    };
+    ColourBench {
+        tile: crop,
+        frame: [fw, fh],
+        stain_tile_ms: time(&|| drop(normaliser.normalise_or_keep(&tile))),
+        stain_frame_ms: time(&|| drop(normaliser.normalise_or_keep(&frame))),
+        gate_frame_ms: time(&|| drop(model.gate(&frame))),
+        normalise: model.stain_normaliser().is_some(),
+    }
 }
 
 /// `WIDTHxHEIGHT`.
@@ -437,6 +497,27 @@ fn table(r: &BenchReport) -> String {
         "memory       peak {}   current {}\n",
         mib(r.peak_rss_mib),
         mib(r.rss_mib)
+    ));
+    let c = &r.colour;
+    s.push_str(&format!(
+        "stain norm   p50 {:>8.3} ms  per {}x{} tile ({:.1}% of inference p50; {})\n",
+        c.stain_tile_ms.p50,
+        c.tile,
+        c.tile,
+        100.0 * c.stain_tile_ms.p50 / r.infer_ms.p50.max(1e-9),
+        if c.normalise {
+            "this card normalises: included in preprocess"
+        } else {
+            "this card does not normalise"
+        }
+    ));
+    s.push_str(&format!(
+        "stain norm   p50 {:>8.3} ms  per {}x{} frame\n",
+        c.stain_frame_ms.p50, c.frame[0], c.frame[1]
+    ));
+    s.push_str(&format!(
+        "H&E gate     p50 {:>8.3} ms  per {}x{} frame\n",
+        c.gate_frame_ms.p50, c.frame[0], c.frame[1]
     ));
     s.push_str(&format!("p_malignant  {:.4}\n", r.p_malignant));
     for f in &r.field {

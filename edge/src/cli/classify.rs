@@ -1,4 +1,8 @@
 //! `classify`: files and folders in, one row per image out.
+//!
+//! Each readable image the model can take is first put through the card's not-H&E gate
+//! (`colour::gate`): a frame that is not H&E tissue gets the label `not-he` and the gate's
+//! reason instead of a probability (`--no-gate` skips the gate).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,6 +10,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 
+use crate::colour::GateVerdict;
 use crate::error::EdgeError;
 use crate::field::view::{View, ViewArgs};
 use crate::field::{scale, ProbMap};
@@ -41,14 +46,30 @@ pub struct ClassifyArgs {
     /// frame, the threshold contour, a legend, the score and the label.
     #[arg(long, value_name = "DIR")]
     heatmap: Option<PathBuf>,
+    /// Classify every image, H&E or not: skip the not-H&E gate (tissue, colour, stain vectors,
+    /// sharpness) that otherwise labels such images `not-he`.
+    #[arg(long)]
+    no_gate: bool,
 }
 
-/// One output row: a prediction or the reason the image failed.
+/// One output row: a prediction, the gate's refusal, or the reason the image failed.
 struct Row {
     path: String,
-    outcome: Result<Scored, String>,
+    outcome: Outcome,
+    /// What the gate measured (None with `--no-gate` or when the image failed first).
+    gate: Option<GateVerdict>,
     latency_ms: f64,
 }
+
+enum Outcome {
+    Scored(Scored),
+    /// Not H&E tissue: the gate's reason.
+    NotHe(String),
+    Error(String),
+}
+
+/// The label of rows the gate refused.
+pub const NOT_HE: &str = "not-he";
 
 struct Scored {
     p: f32,
@@ -94,7 +115,7 @@ pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     write_chunk(&header, streaming, &mut buf, out)?;
     for path in &inputs {
         let row = classify_one(&model, path, view, args);
-        if row.outcome.is_err() {
+        if matches!(row.outcome, Outcome::Error(_)) {
             errors += 1;
         }
         write_chunk(&render(args.format, &row, width), streaming, &mut buf, out)?;
@@ -130,29 +151,44 @@ fn write_chunk(
 fn classify_one(model: &Model, path: &Path, view: View, args: &ClassifyArgs) -> Row {
     let t0 = Instant::now();
     let um = scale::frame_um_per_px(args.view.um_per_px, Some(path));
+    let mut gate = None;
     let outcome = crate::preprocess::load_image(path)
-        .and_then(|img| match view {
-            View::Centre => model.classify_at(&img, um).map(|p| Scored {
-                p: p.p_malignant,
-                label: p.label.as_str(),
-                map: None,
-            }),
-            View::Field => {
-                let f = model.screen(&img, um)?;
-                if let Some(dir) = &args.heatmap {
-                    write_heatmap(model, dir, path, &img, &f)?;
+        // A frame the model cannot take (size, scale) is an error before it is anything else.
+        .and_then(|img| model.check_frame(&img, um).map(|()| img))
+        .and_then(|img| {
+            if !args.no_gate {
+                let verdict = model.gate(&img);
+                let refused = verdict.reason.clone().filter(|_| !verdict.pass);
+                gate = Some(verdict);
+                if let Some(reason) = refused {
+                    return Ok(Outcome::NotHe(reason));
                 }
-                Ok(Scored {
-                    p: f.p_malignant,
-                    label: f.label.as_str(),
-                    map: Some(f.map),
-                })
             }
+            match view {
+                View::Centre => model.classify_at(&img, um).map(|p| Scored {
+                    p: p.p_malignant,
+                    label: p.label.as_str(),
+                    map: None,
+                }),
+                View::Field => {
+                    let f = model.screen(&img, um)?;
+                    if let Some(dir) = &args.heatmap {
+                        write_heatmap(model, dir, path, &img, &f)?;
+                    }
+                    Ok(Scored {
+                        p: f.p_malignant,
+                        label: f.label.as_str(),
+                        map: Some(f.map),
+                    })
+                }
+            }
+            .map(Outcome::Scored)
         })
-        .map_err(|e| e.to_string());
+        .unwrap_or_else(|e| Outcome::Error(e.to_string()));
     Row {
         path: path.display().to_string(),
         outcome,
+        gate,
         latency_ms: t0.elapsed().as_secs_f64() * 1e3,
     }
 }
@@ -183,7 +219,7 @@ fn header(format: Format, width: usize) -> String {
             "{:<width$}  {:>11}  {:<9}  {:>6}  {:>10}\n",
             "path", "p_malignant", "label", "tiles", "latency_ms"
         ),
-        Format::Csv => "path,p_malignant,label,tiles,latency_ms,error\n".to_string(),
+        Format::Csv => "path,p_malignant,label,tiles,latency_ms,error,tissue_fraction,stain_angle_deg,not_he_reason\n".to_string(),
         Format::Jsonl => String::new(),
     }
 }
@@ -191,7 +227,7 @@ fn header(format: Format, width: usize) -> String {
 fn render(format: Format, row: &Row, width: usize) -> String {
     match format {
         Format::Table => match &row.outcome {
-            Ok(s) => format!(
+            Outcome::Scored(s) => format!(
                 "{:<width$}  {:>11.4}  {:<9}  {:>6}  {:>10.2}\n",
                 row.path,
                 s.p,
@@ -200,40 +236,76 @@ fn render(format: Format, row: &Row, width: usize) -> String {
                 row.latency_ms
             ),
             // The message goes last so the other columns stay aligned with the header.
-            Err(msg) => format!(
+            Outcome::NotHe(msg) | Outcome::Error(msg) => format!(
                 "{:<width$}  {:>11}  {:<9}  {:>6}  {:>10.2}  {msg}\n",
-                row.path, "-", "error", "-", row.latency_ms
-            ),
-        },
-        Format::Csv => match &row.outcome {
-            Ok(s) => format!(
-                "{},{:.6},{},{},{:.3},\n",
-                csv_field(&row.path),
-                s.p,
-                s.label,
-                grid_text(&s.map),
+                row.path,
+                "-",
+                row_label(&row.outcome),
+                "-",
                 row.latency_ms
             ),
-            Err(msg) => format!(
-                "{},,error,,{:.3},{}\n",
-                csv_field(&row.path),
-                row.latency_ms,
-                csv_field(msg)
-            ),
         },
+        Format::Csv => {
+            let gate = match &row.gate {
+                Some(g) => format!(
+                    "{:.4},{}",
+                    g.tissue_fraction,
+                    g.stain_angle_deg
+                        .map_or(String::new(), |a| format!("{a:.2}"))
+                ),
+                None => ",".to_string(),
+            };
+            match &row.outcome {
+                Outcome::Scored(s) => format!(
+                    "{},{:.6},{},{},{:.3},,{gate},\n",
+                    csv_field(&row.path),
+                    s.p,
+                    s.label,
+                    grid_text(&s.map),
+                    row.latency_ms
+                ),
+                Outcome::NotHe(msg) => format!(
+                    "{},,{NOT_HE},,{:.3},,{gate},{}\n",
+                    csv_field(&row.path),
+                    row.latency_ms,
+                    csv_field(msg)
+                ),
+                Outcome::Error(msg) => format!(
+                    "{},,error,,{:.3},{},{gate},\n",
+                    csv_field(&row.path),
+                    row.latency_ms,
+                    csv_field(msg)
+                ),
+            }
+        }
         Format::Jsonl => {
-            let value = match &row.outcome {
-                Ok(s) => serde_json::json!({
+            let mut value = match &row.outcome {
+                Outcome::Scored(s) => serde_json::json!({
                     "path": row.path, "p_malignant": s.p, "label": s.label,
                     "latency_ms": row.latency_ms, "map": s.map,
                 }),
-                Err(msg) => serde_json::json!({
+                Outcome::NotHe(msg) => serde_json::json!({
+                    "path": row.path, "p_malignant": null, "label": NOT_HE,
+                    "latency_ms": row.latency_ms, "reason": msg,
+                }),
+                Outcome::Error(msg) => serde_json::json!({
                     "path": row.path, "p_malignant": null, "label": "error",
                     "latency_ms": row.latency_ms, "error": msg,
                 }),
             };
+            if let Some(g) = &row.gate {
+                value["gate"] = serde_json::to_value(g).unwrap_or_default();
+            }
             format!("{value}\n")
         }
+    }
+}
+
+fn row_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Scored(s) => s.label,
+        Outcome::NotHe(_) => NOT_HE,
+        Outcome::Error(_) => "error",
     }
 }
 

@@ -34,6 +34,8 @@ pub fn rig_signal(label: Label) -> &'static str {
 
 /// What the demo prints for one sample.
 struct Screened {
+    /// The not-H&E gate's verdict in a few words.
+    gate: String,
     label: Label,
     p_malignant: f32,
     /// `rows x cols` of the tile map, or `centre`.
@@ -49,9 +51,21 @@ fn screen(
     overlays: &Option<PathBuf>,
 ) -> Result<Screened, EdgeError> {
     let um = scale::frame_um_per_px(None, Some(path));
+    let verdict = model.gate(img);
+    if let Some(reason) = verdict.reason.filter(|_| !verdict.pass) {
+        return Err(EdgeError::Frame(format!(
+            "not H&E, the rig stays idle: {reason}"
+        )));
+    }
+    let gate = format!(
+        "H&E (tissue {:.0}%, stains {:.0}° from the reference)",
+        100.0 * verdict.tissue_fraction,
+        verdict.stain_angle_deg.unwrap_or(f32::NAN)
+    );
     let Some(dir) = overlays else {
         let p = model.classify_at(img, um)?;
         return Ok(Screened {
+            gate,
             label: p.label,
             p_malignant: p.p_malignant,
             tiles: "centre".into(),
@@ -61,6 +75,7 @@ fn screen(
     let f = model.screen(img, um)?;
     super::classify::write_heatmap(model, dir, path, img, &f)?;
     Ok(Screened {
+        gate,
         label: f.label,
         p_malignant: f.p_malignant,
         tiles: format!("{}x{}", f.map.rows, f.map.cols),
@@ -132,12 +147,13 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
                     right += usize::from(Some(p.label) == truth);
                 }
                 text.push_str(&format!(
-                    "{name:<36} truth {truth_text:<9} -> {:<9} p={:.3} {:>6}  {:>6.1} ms  rig: {}\n",
+                    "{name:<36} truth {truth_text:<9} -> {:<9} p={:.3} {:>6}  {:>6.1} ms  rig: {}  gate: {}\n",
                     p.label.as_str(),
                     p.p_malignant,
                     p.tiles,
                     p.ms,
-                    rig_signal(p.label)
+                    rig_signal(p.label),
+                    p.gate
                 ));
             }
             Err(e) => text.push_str(&format!("{name:<36} error: {e}\n")),

@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use image::RgbImage;
 
 use super::event_log::TileMap;
+use crate::colour::gate::GateVerdict;
 use crate::field::map::ProbMap;
 use crate::model::Model;
 
@@ -28,6 +29,12 @@ pub struct FrameScore {
 /// Anything that turns a frame into scores.
 pub trait Classifier {
     fn classify_frame(&mut self, img: &RgbImage) -> Result<FrameScore>;
+
+    /// Whether the frame is H&E tissue at all, by the model card's gate; None where there is no
+    /// model to ask (scripted scores).
+    fn gate(&self, _img: &RgbImage) -> Option<GateVerdict> {
+        None
+    }
 }
 
 /// The centre view of the frame, exactly as `classify --view centre` does for single images.
@@ -38,6 +45,10 @@ pub struct WholeFrame<'m> {
 }
 
 impl Classifier for WholeFrame<'_> {
+    fn gate(&self, img: &RgbImage) -> Option<GateVerdict> {
+        Some(self.model.gate(img))
+    }
+
     fn classify_frame(&mut self, img: &RgbImage) -> Result<FrameScore> {
         let p = self.model.classify_at(img, self.um_per_px)?;
         Ok(FrameScore {
@@ -65,6 +76,10 @@ impl<'m> WholeField<'m> {
 }
 
 impl Classifier for WholeField<'_> {
+    fn gate(&self, img: &RgbImage) -> Option<GateVerdict> {
+        Some(self.model.gate(img))
+    }
+
     fn classify_frame(&mut self, img: &RgbImage) -> Result<FrameScore> {
         let f = self.model.screen(img, self.um_per_px)?;
         let values = &f.map.values;
@@ -135,6 +150,10 @@ impl<'m> Tiled<'m> {
 }
 
 impl Classifier for Tiled<'_> {
+    fn gate(&self, img: &RgbImage) -> Option<GateVerdict> {
+        Some(self.model.gate(img))
+    }
+
     fn classify_frame(&mut self, img: &RgbImage) -> Result<FrameScore> {
         let t0 = Instant::now();
         let (cols, rows, origins) = tile_origins(img.width(), img.height(), self.tile);

@@ -14,6 +14,7 @@ use anyhow::{anyhow, Result};
 use serde::Serialize;
 
 use super::decision::ScreenState;
+use crate::colour::gate::GateVerdict;
 
 /// Per-tile malignant probabilities of one frame (`--tiles`).
 #[derive(Serialize, Clone, Debug, PartialEq)]
@@ -57,6 +58,12 @@ pub struct Event {
     /// Where the frame was saved (`--save-flagged`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved: Option<String>,
+    /// Why the frame was idle: out of focus, not H&E (the gate's reasons), not screenable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_reason: Option<String>,
+    /// The not-H&E gate's measurements on this frame (absent with scripted scores or --no-gate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateVerdict>,
 }
 
 /// Append-only JSONL writer.
@@ -133,6 +140,8 @@ mod tests {
             dropped: 0,
             tiles: None,
             saved: None,
+            idle_reason: None,
+            gate: None,
         }
     }
 

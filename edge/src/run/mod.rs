@@ -133,6 +133,10 @@ pub struct RunArgs {
     /// Save each frame that raises the malignant state to DIR (PNG).
     #[arg(long, value_name = "DIR")]
     pub save_flagged: Option<PathBuf>,
+    /// Score every frame, without the not-H&E gate (tissue, stain colours, saturation) that
+    /// otherwise makes frames of other stains, empty glass or noise idle.
+    #[arg(long)]
+    pub no_gate: bool,
     /// Seconds between status lines on stderr (0 = none).
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub status_secs: f64,
@@ -260,6 +264,7 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
         min_sharpness: args.min_sharpness,
         status_every: (args.status_secs > 0.0).then(|| Duration::from_secs_f64(args.status_secs)),
         save_flagged: args.save_flagged.clone(),
+        gate: !args.no_gate,
         overlay: OverlayLegend {
             threshold,
             aggregate: info

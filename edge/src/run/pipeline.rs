@@ -26,7 +26,7 @@ use super::sharpness::laplacian_variance;
 use super::shutdown::StopFlag;
 use super::signals::{SignalSink, Transition};
 use super::source::{Frame, FrameSource};
-use super::status::{rss_bytes, status_line, LatencyHistogram};
+use super::status::{rss_bytes, status_line, LatencyHistogram, Window};
 use crate::error::EdgeError;
 use crate::field::overlay::{render_png, OverlayText};
 use crate::live::{FrameUpdate, Live, LiveWriter, PinState, TransitionRecord};
@@ -45,6 +45,8 @@ pub struct PipelineOptions {
     /// Seconds between status lines on stderr; `None` = no status lines.
     pub status_every: Option<Duration>,
     pub save_flagged: Option<PathBuf>,
+    /// Check each frame with the model's not-H&E gate before scoring it.
+    pub gate: bool,
     /// What a saved overlay's legend says.
     pub overlay: OverlayLegend,
     /// Where the loop publishes its state for the status page.
@@ -171,6 +173,8 @@ fn drive(
     let mut window = LatencyHistogram::default();
     let mut window_start = Instant::now();
     let mut window_frames = 0u64;
+    let mut window_idle = 0u64;
+    let mut last_idle: Option<String> = None;
 
     let reason = loop {
         if stop.is_requested() {
@@ -188,7 +192,15 @@ fn drive(
         };
         frames += 1;
 
-        let sharpness = laplacian_variance(&frame.image);
+        // The gate measures sharpness too; a frame is measured once.
+        let gate = if opts.gate {
+            classifier.gate(&frame.image)
+        } else {
+            None
+        };
+        let sharpness = gate
+            .as_ref()
+            .map_or_else(|| laplacian_variance(&frame.image), |g| g.sharpness);
         let mut idle_reason = None;
         let mut frame_error = false;
         let score = if sharpness < opts.min_sharpness {
@@ -196,6 +208,13 @@ fn drive(
                 "blank, moving or out of focus (sharpness {sharpness:.0} < {})",
                 opts.min_sharpness
             ));
+            None
+        } else if let Some(reason) = gate
+            .as_ref()
+            .filter(|g| !g.pass)
+            .map(|g| g.reason.clone().unwrap_or_else(|| "failed the gate".into()))
+        {
+            idle_reason = Some(format!("not H&E: {reason}"));
             None
         } else {
             match classifier.classify_frame(&frame.image) {
@@ -229,6 +248,10 @@ fn drive(
         total.record(latency_ms);
         window.record(latency_ms);
         window_frames += 1;
+        if let Some(r) = &idle_reason {
+            window_idle += 1;
+            last_idle = Some(r.clone());
+        }
 
         // After the signal update, so disk writes never delay the lamps.
         let saved = match (
@@ -268,6 +291,8 @@ fn drive(
                 dropped: dropped_now,
                 tiles: score.as_ref().and_then(|s| s.tiles.clone()),
                 saved: saved.as_ref().map(|p| p.display().to_string()),
+                idle_reason: idle_reason.clone(),
+                gate: gate.clone(),
             })?;
         }
 
@@ -277,17 +302,21 @@ fn drive(
                 eprintln!(
                     "{}",
                     status_line(
-                        window_frames,
-                        span,
-                        &window,
+                        &Window {
+                            frames: window_frames,
+                            span,
+                            latencies: &window,
+                            idle: last_idle.as_deref().map(|r| (window_idle, r)),
+                        },
                         dropped_now,
                         decision.state.as_str(),
                         frames,
-                        rss_bytes()
+                        rss_bytes(),
                     )
                 );
                 window.clear();
                 window_frames = 0;
+                window_idle = 0;
                 window_start = Instant::now();
             }
         }
@@ -572,6 +601,7 @@ mod tests {
             min_sharpness: 1.0,
             status_every: None,
             save_flagged: None,
+            gate: true,
             overlay: OverlayLegend::default(),
             live: None,
             pins: None,

@@ -225,6 +225,8 @@ pub fn card_for(onnx_path: &Path, onnx_bytes: &[u8], spec: &TinySpec) -> ModelCa
         training: serde_json::json!({ "note": "synthetic test model" }),
         metrics: serde_json::Value::Null,
         field: None,
+        stain: None,
+        gate: None,
     }
 }
 

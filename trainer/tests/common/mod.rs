@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn shared() -> PathBuf {
-    histoscreen_train::settings::shared_dir()
+    histoscreen_train::data::settings::shared_dir()
 }
 
 pub fn breakhis() -> PathBuf {
@@ -18,7 +18,8 @@ pub fn pretrained() -> PathBuf {
 
 /// The first `n` images of each class, for tests that need a few real images.
 pub fn some_images(n: usize) -> Vec<PathBuf> {
-    let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).expect("shared BreakHis");
+    let ds =
+        histoscreen_train::data::dataset::Dataset::scan(&breakhis(), &[]).expect("shared BreakHis");
     let mut out = Vec::new();
     for class in ["benign", "malignant"] {
         out.extend(
@@ -57,7 +58,8 @@ pub fn copy_images(files: &[PathBuf], dir: &Path) {
 
 /// Copies the first `images` images of the first `patients` patients of each class into `dir`.
 pub fn copy_few_patients(patients: usize, images: usize, dir: &Path) {
-    let ds = histoscreen_train::dataset::Dataset::scan(&breakhis(), &[]).expect("shared BreakHis");
+    let ds =
+        histoscreen_train::data::dataset::Dataset::scan(&breakhis(), &[]).expect("shared BreakHis");
     let mut files = Vec::new();
     for class in ["benign", "malignant"] {
         let mut names: Vec<&str> = ds

@@ -1,0 +1,6 @@
+//! Scoring exported models through the edge's runner, and the metrics of the BreakHis
+//! protocol.
+
+pub mod metrics;
+pub mod score;
+pub mod seen;
