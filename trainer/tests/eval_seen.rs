@@ -238,3 +238,56 @@ fn a_closed_stdout_or_stderr_ends_quietly_with_141_not_a_panic() {
     let (code, out) = eval_into_closed_pipe(false);
     assert_eq!(code, Some(141), "stdout: {out}");
 }
+
+#[test]
+fn colour_shifts_are_scored_on_the_unseen_patients_beside_the_unshifted_figures() {
+    let trained_on = trained_patients();
+    let o = eval(
+        &trained().0.join("model.onnx"),
+        &trained().1,
+        &["--colour-shift", "desaturate-0.5,wb-warm"],
+    );
+    let e = eval_json(&o);
+    let table = &e["colour_shift"];
+    assert_eq!(
+        table["patients"], "patients the model was not trained on",
+        "{table}"
+    );
+    let rows = table["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["shift"].as_str().unwrap()).collect();
+    assert_eq!(names, ["none", "desaturate-0.5", "wb-warm"]);
+    // The unshifted row is the headline itself, on the unseen patients' images only.
+    assert_eq!(rows[0]["balanced_accuracy"], e["balanced_accuracy"]);
+    assert_eq!(rows[0]["images"], e["images"]);
+    assert_eq!(rows[0]["balanced_drop"], 0.0);
+    for r in &rows[1..] {
+        let drop = r["balanced_drop"].as_f64().unwrap();
+        let shifted = r["balanced_accuracy"].as_f64().unwrap();
+        let base = rows[0]["balanced_accuracy"].as_f64().unwrap();
+        assert!((base - shifted - drop).abs() < 1e-12, "{r}");
+    }
+    let worst = table["worst_balanced"].as_array().unwrap();
+    let max_drop = rows[1..]
+        .iter()
+        .map(|r| r["balanced_drop"].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(worst[1].as_f64().unwrap(), max_drop);
+    assert!(
+        stderr(&o).contains("| desaturate-0.5 |"),
+        "the table is printed: {}",
+        stderr(&o)
+    );
+    assert!(!trained_on.is_empty());
+
+    let bad = eval(
+        &trained().0.join("model.onnx"),
+        &trained().1,
+        &["--colour-shift", "sepia"],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("unknown colour shift \"sepia\""),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -141,6 +141,11 @@ pub struct EvalArgs {
     /// kept apart, under `seen_in_training`.
     #[arg(long)]
     pub allow_seen: bool,
+    /// Also score the images under camera-like colour shifts (white balance, gamma,
+    /// saturation, brightness, JPEG 70, blur, H/E strength): all of them, or a comma list such
+    /// as wb-warm,jpeg-70. One whole-field pass per image and shift: use a release build.
+    #[arg(long, value_name = "SHIFTS", num_args = 0..=1, default_missing_value = "all")]
+    pub colour_shift: Option<String>,
 }
 
 /// How int8 activation ranges are calibrated.

@@ -78,6 +78,7 @@ impl EvalArgs {
             data: self.data.source(),
             per_image: self.per_image.clone(),
             allow_seen: self.allow_seen,
+            colour_shifts: self.colour_shift.clone(),
         }
     }
 }

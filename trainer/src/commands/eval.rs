@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use histoscreen_edge::card::ModelCard;
+use histoscreen_edge::colour::Shift;
 use histoscreen_edge::fsutil::write_atomic;
 
 use crate::commands::{DataSource, UsageError};
 use crate::data::dataset::Sample;
+use crate::eval::colour_shift::colour_shift_table;
 use crate::eval::score::load_model;
 use crate::eval::seen::{evaluate_split, trained_patients, EvalReport, PatientSplit};
 
@@ -23,6 +25,21 @@ pub struct EvalJob {
     pub per_image: Option<PathBuf>,
     /// Score data of trained-on patients only rather than refuse it.
     pub allow_seen: bool,
+    /// `all` or a comma list of colour-shift names to score the images under as well.
+    pub colour_shifts: Option<String>,
+}
+
+/// The shifts a `--colour-shift` value names.
+fn parse_shifts(spec: &str) -> Result<Vec<Shift>> {
+    if spec.trim() == "all" {
+        return Ok(Shift::all().to_vec());
+    }
+    spec.split(',')
+        .map(|name| {
+            name.parse::<Shift>()
+                .map_err(|e| UsageError(format!("--colour-shift: {e}")).into())
+        })
+        .collect()
 }
 
 /// Prints the report as JSON on stdout.
@@ -36,6 +53,7 @@ pub fn run(job: &EvalJob) -> Result<i32> {
 /// ones apart under `seen_in_training`; data of trained-on patients only is refused unless
 /// `--allow-seen`.
 pub fn eval_command(job: &EvalJob) -> Result<EvalReport> {
+    let shifts = job.colour_shifts.as_deref().map(parse_shifts).transpose()?;
     let model = load_model(&job.model)?;
     let ds = job.data.scan()?;
     let samples: Vec<&Sample> = ds.samples.iter().collect();
@@ -43,6 +61,21 @@ pub fn eval_command(job: &EvalJob) -> Result<EvalReport> {
     let split = PatientSplit::new(&samples, trained.as_ref());
     check_seen(job, &split)?;
     let mut report = evaluate_split(&model, &split);
+    if let Some(shifts) = &shifts {
+        // Unseen patients when there are any: a robustness figure on training patients would
+        // flatter the model as much as its accuracy there does.
+        let (samples, who) = if split.unseen.is_empty() {
+            (
+                &split.seen,
+                "patients the model was trained on (--allow-seen)",
+            )
+        } else {
+            (&split.unseen, "patients the model was not trained on")
+        };
+        let table = colour_shift_table(&model, samples, shifts, who);
+        eprint!("{}", table.markdown());
+        report.colour_shift = Some(table);
+    }
     report.rejected.extend(ds.rejected.iter().cloned());
     for r in &report.rejected {
         tracing::warn!("not evaluated {}: {}", r.path.display(), r.reason);

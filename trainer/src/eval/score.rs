@@ -7,6 +7,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use histoscreen_edge::colour::{apply_shift, Shift};
 use histoscreen_edge::field::{scale, Aggregate};
 use histoscreen_edge::model::{LoadOptions, Model};
 use histoscreen_edge::preprocess;
@@ -119,12 +120,28 @@ pub fn score(
     samples: &[&Sample],
     scoring: Scoring,
 ) -> (Vec<ImageResult>, Vec<Rejected>) {
+    score_shifted(model, samples, scoring, None)
+}
+
+/// [`score`] with each decoded image first put through a camera-like colour `shift`.
+pub fn score_shifted(
+    model: &Model,
+    samples: &[&Sample],
+    scoring: Scoring,
+    shift: Option<Shift>,
+) -> (Vec<ImageResult>, Vec<Rejected>) {
     let mut results = Vec::with_capacity(samples.len());
     let mut rejected = Vec::new();
     for chunk in samples.chunks(32) {
         let decoded: Vec<_> = chunk
             .par_iter()
-            .map(|s| preprocess::load_image(&s.path))
+            .map(|s| {
+                let img = preprocess::load_image(&s.path)?;
+                Ok::<_, EdgeError>(match shift {
+                    Some(shift) => apply_shift(&img, shift),
+                    None => img,
+                })
+            })
             .collect();
         for (s, img) in chunk.iter().zip(decoded) {
             let outcome = img.map_err(|e| e.to_string()).and_then(|img| {

@@ -9,6 +9,7 @@ use histoscreen_edge::card::ModelCard;
 use histoscreen_edge::model::Model;
 
 use crate::data::dataset::{Rejected, Sample};
+use crate::eval::colour_shift::ShiftTable;
 use crate::eval::metrics::Metrics;
 use crate::eval::score::{evaluate, Evaluation, ImageResult};
 
@@ -103,6 +104,9 @@ pub struct EvalReport {
     #[serde(flatten)]
     pub unseen: Option<Figures>,
     pub seen_in_training: Option<SeenFigures>,
+    /// The same images under camera-like colour shifts (`--colour-shift`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour_shift: Option<ShiftTable>,
     pub rejected: Vec<Rejected>,
     /// Every scored image, seen or not, for `--per-image`.
     #[serde(skip)]
@@ -161,6 +165,7 @@ pub fn evaluate_split(model: &Model, split: &PatientSplit<'_>) -> EvalReport {
         headline: headline(split),
         unseen,
         seen_in_training: seen,
+        colour_shift: None,
         rejected,
         results,
     }
