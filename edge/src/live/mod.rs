@@ -76,7 +76,7 @@ pub struct Quantiles {
 }
 
 impl Quantiles {
-    fn of(h: &LatencyHistogram) -> Self {
+    pub fn of(h: &LatencyHistogram) -> Self {
         Quantiles {
             p50: h.quantile(0.5),
             p99: h.quantile(0.99),
@@ -273,6 +273,8 @@ pub struct FrameUpdate {
     pub idle_reason: Option<String>,
     pub frame_error: bool,
     pub latency_ms: f64,
+    /// Of every frame so far, from the loop's own histogram (which also ends the run's summary).
+    pub latency: Quantiles,
     pub infer_ms: Option<f64>,
     pub dropped: u64,
     pub pins: Option<Vec<PinState>>,
@@ -284,7 +286,6 @@ pub struct LiveWriter {
     live: Arc<Live>,
     snap: Snapshot,
     transitions: VecDeque<TransitionRecord>,
-    latency: LatencyHistogram,
     infer: LatencyHistogram,
     frame_times: VecDeque<Instant>,
 }
@@ -295,7 +296,6 @@ impl LiveWriter {
             live,
             snap: Snapshot::starting(),
             transitions: VecDeque::with_capacity(RECENT_TRANSITIONS + 1),
-            latency: LatencyHistogram::default(),
             infer: LatencyHistogram::default(),
             frame_times: VecDeque::with_capacity(FPS_WINDOW + 1),
         }
@@ -307,7 +307,6 @@ impl LiveWriter {
         if self.frame_times.len() > FPS_WINDOW {
             self.frame_times.pop_front();
         }
-        self.latency.record(u.latency_ms);
         if let Some(ms) = u.infer_ms {
             self.infer.record(ms);
         }
@@ -332,7 +331,7 @@ impl LiveWriter {
         s.decisions.add(u.state);
         s.state = u.state;
         s.fps = fps(&self.frame_times);
-        s.latency_ms = Quantiles::of(&self.latency);
+        s.latency_ms = u.latency;
         s.infer_ms = Quantiles::of(&self.infer);
         s.p_malignant = u.p_malignant;
         s.smoothed = u.smoothed;
@@ -383,6 +382,7 @@ mod tests {
             idle_reason: p.is_none().then(|| "out of focus".into()),
             frame_error: false,
             latency_ms: 10.0,
+            latency: Quantiles::default(),
             infer_ms: p.map(|_| 8.0),
             dropped: frame / 2,
             pins: None,

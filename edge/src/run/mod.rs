@@ -41,7 +41,7 @@ use classifier::{Classifier, Scripted, Tiled, WholeField, WholeFrame};
 use decision::{Decider, DecisionConfig, Smoothing};
 use event_log::EventLog;
 use gpio::PinNumbers;
-use pipeline::{run_pipeline, OverlayLegend, PipelineOptions, StopReason};
+use pipeline::{run_pipeline, PipelineOptions, StopReason};
 use shutdown::StopFlag;
 use signals::{ConsoleSignals, PinSignals, SignalSink};
 use source::{open_source, SourceSpec};
@@ -265,13 +265,7 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
         status_every: (args.status_secs > 0.0).then(|| Duration::from_secs_f64(args.status_secs)),
         save_flagged: args.save_flagged.clone(),
         gate: !args.no_gate,
-        overlay: OverlayLegend {
-            threshold,
-            aggregate: info
-                .as_ref()
-                .map(|i| i.aggregate.clone())
-                .unwrap_or_default(),
-        },
+        model: info,
         live: live.clone(),
         pins: Some(pins),
     };

@@ -29,7 +29,9 @@ use super::source::{Frame, FrameSource};
 use super::status::{rss_bytes, status_line, LatencyHistogram, Window};
 use crate::error::EdgeError;
 use crate::field::overlay::{render_png, OverlayText};
-use crate::live::{FrameUpdate, Live, LiveWriter, PinState, TransitionRecord};
+use crate::live::{
+    FrameUpdate, Live, LiveWriter, ModelInfo, PinState, Quantiles, TransitionRecord,
+};
 use crate::timestamp::now_stamp;
 
 /// How often blocked threads look at the stop flag.
@@ -47,19 +49,13 @@ pub struct PipelineOptions {
     pub save_flagged: Option<PathBuf>,
     /// Check each frame with the model's not-H&E gate before scoring it.
     pub gate: bool,
-    /// What a saved overlay's legend says.
-    pub overlay: OverlayLegend,
+    /// The model facts a saved overlay's legend prints (None with scripted scores, which make
+    /// no map).
+    pub model: Option<ModelInfo>,
     /// Where the loop publishes its state for the status page.
     pub live: Option<Arc<Live>>,
     /// The output lines, for the status page's pin list.
     pub pins: Option<PinNumbers>,
-}
-
-/// The model facts an overlay legend prints.
-#[derive(Clone, Debug, Default)]
-pub struct OverlayLegend {
-    pub threshold: f32,
-    pub aggregate: String,
 }
 
 /// Side of the thumbnails the status page lists next to state changes.
@@ -260,8 +256,8 @@ fn drive(
         ) {
             (Some(dir), true) => {
                 let path = save_frame(dir, frames, &frame)?;
-                if let Some(s) = score.as_ref() {
-                    save_overlay(&path, &frame, s, decision.state, &opts.overlay)?;
+                if let (Some(s), Some(model)) = (score.as_ref(), opts.model.as_ref()) {
+                    save_overlay(&path, &frame, s, decision.state, model)?;
                 }
                 Some(path)
             }
@@ -342,6 +338,7 @@ fn drive(
                 idle_reason,
                 frame_error,
                 latency_ms,
+                latency: Quantiles::of(&total),
                 dropped: dropped_now,
                 pins: pin_states(sink, opts.pins),
                 transition,
@@ -408,7 +405,7 @@ fn save_overlay(
     frame: &Frame,
     score: &FrameScore,
     state: ScreenState,
-    legend: &OverlayLegend,
+    model: &ModelInfo,
 ) -> Result<()> {
     let Some(map) = score.map.as_ref() else {
         return Ok(());
@@ -416,8 +413,8 @@ fn save_overlay(
     let text = OverlayText {
         score: score.p_malignant,
         label: state.as_str(),
-        threshold: legend.threshold,
-        aggregate: &legend.aggregate,
+        threshold: model.threshold,
+        aggregate: &model.aggregate,
     };
     let png = render_png(&frame.image, map, &text)?;
     crate::fsutil::write_atomic(&frame_path.with_extension("heatmap.png"), &png)?;
@@ -602,7 +599,7 @@ mod tests {
             status_every: None,
             save_flagged: None,
             gate: true,
-            overlay: OverlayLegend::default(),
+            model: None,
             live: None,
             pins: None,
         }

@@ -30,6 +30,19 @@ pub struct Limits {
     pub max_connection_age: Duration,
 }
 
+/// Defaults that a phone on the bench never comes near and a flood of connections hits early.
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 64,
+            max_head_bytes: 8 * 1024,
+            header_timeout: Duration::from_secs(10),
+            handler_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(300),
+        }
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     app: Router,

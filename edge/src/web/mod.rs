@@ -10,7 +10,6 @@ mod routes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::http::header::{
@@ -106,19 +105,6 @@ impl Drop for StatusServer {
         if let Some(t) = self.thread.take() {
             // Open connections are abandoned with the runtime; the join waits for nothing else.
             let _ = t.join();
-        }
-    }
-}
-
-/// Defaults that a phone on the bench never comes near and a flood of connections hits early.
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 64,
-            max_head_bytes: 8 * 1024,
-            header_timeout: Duration::from_secs(10),
-            handler_timeout: Duration::from_secs(10),
-            max_connection_age: Duration::from_secs(300),
         }
     }
 }

@@ -64,17 +64,21 @@ pub fn eval_command(job: &EvalJob) -> Result<EvalReport> {
     if let Some(shifts) = &shifts {
         // Unseen patients when there are any: a robustness figure on training patients would
         // flatter the model as much as its accuracy there does.
-        let (samples, who) = if split.unseen.is_empty() {
-            (
+        let scored = match (&report.unseen, &report.seen_in_training) {
+            (Some(f), _) => Some((&split.unseen, f, "patients the model was not trained on")),
+            (None, Some(s)) => Some((
                 &split.seen,
+                &s.figures,
                 "patients the model was trained on (--allow-seen)",
-            )
-        } else {
-            (&split.unseen, "patients the model was not trained on")
+            )),
+            (None, None) => None,
         };
-        let table = colour_shift_table(&model, samples, shifts, who);
-        eprint!("{}", table.markdown());
-        report.colour_shift = Some(table);
+        // The unshifted row is the figures just computed, not a second pass over the images.
+        if let Some((samples, figures, who)) = scored {
+            let table = colour_shift_table(&model, samples, &figures.metrics, shifts, who);
+            eprint!("{}", table.markdown());
+            report.colour_shift = Some(table);
+        }
     }
     report.rejected.extend(ds.rejected.iter().cloned());
     for r in &report.rejected {

@@ -41,18 +41,16 @@ fn metrics(results: &[ImageResult], threshold: f32) -> Metrics {
     Metrics::compute(&scored, threshold)
 }
 
-/// Scores `samples` unshifted and under every shift in `shifts`, whole field, the device's way.
+/// Scores `samples` under every shift in `shifts`, whole field, the device's way, beside
+/// `base`: the same samples' unshifted figures, which the caller has already scored.
 pub fn colour_shift_table(
     model: &Model,
     samples: &[&Sample],
+    base: &Metrics,
     shifts: &[Shift],
     patients: &str,
 ) -> ShiftTable {
     let threshold = model.card().threshold;
-    let base = metrics(
-        &score_shifted(model, samples, Scoring::WholeField, None).0,
-        threshold,
-    );
     let row = |shift: String, what: String, m: &Metrics| ShiftRow {
         shift,
         what,
@@ -62,7 +60,7 @@ pub fn colour_shift_table(
         balanced_drop: base.balanced_accuracy - m.balanced_accuracy,
         auc_drop: base.roc_auc.zip(m.roc_auc).map(|(b, s)| b - s),
     };
-    let mut rows = vec![row("none".into(), "the images as they are".into(), &base)];
+    let mut rows = vec![row("none".into(), "the images as they are".into(), base)];
     for &shift in shifts {
         let (results, _) = score_shifted(model, samples, Scoring::WholeField, Some(shift));
         let m = metrics(&results, threshold);
