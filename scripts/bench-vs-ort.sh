@@ -6,6 +6,10 @@
 #
 #   scripts/bench-vs-ort.sh MODEL.onnx [ITERATIONS] [ROUNDS] [FIELD]
 #
+# HISTOSCREEN_BENCH_CONVS (e.g. "tract winograd auto") times the edge once per --conv path in
+# every round, each against the same ORT run; the ratio line then names each path
+# (`ratio_1t_tract=R ...`), the first path's ratios also as plain `ratio_1t`/`ratio_2t`.
+#
 # FIELD (e.g. 1280x720) times the whole-field dense pass instead of one tile: the edge
 # writes the dense ONNX graph it derives from MODEL (input [1,3,H,W], output one softmax
 # row per tile) and the frame's tensor, and both runtimes run that file on that tensor.
@@ -152,13 +156,14 @@ fi
 # runtimes alternate: ROUNDS rounds, each timing N runs of one and then N of the
 # other (the order flips every round), and the ratio reported is the median of
 # the rounds' ratios, with their spread.
-"$PY" - "$MODEL" "$WORK" "$N" "$WARMUP" "$ROUNDS" "$EDGE" "$ORT_MODEL" "$FIELD" <<'PYEOF'
+"$PY" - "$MODEL" "$WORK" "$N" "$WARMUP" "$ROUNDS" "$EDGE" "$ORT_MODEL" "$FIELD" "${HISTOSCREEN_BENCH_CONVS:-}" <<'PYEOF'
 import json, statistics, subprocess, sys, time
 import numpy as np
 import onnxruntime as ort
 
 model, work, n, warmup, rounds, edge_bin = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 ort_model, field = sys.argv[7], sys.argv[8]
+convs = sys.argv[9].split() or [None]
 w, h = (int(v) for v in field.split("x")) if field else (224, 224)
 x = np.fromfile(f"{work}/input.f32", dtype="<f4").reshape(1, 3, h, w)
 
@@ -184,9 +189,10 @@ def time_ort(t):
     # A dense file answers one row per tile: compare the tiles' mean.
     return statistics.median(times), float(np.mean(probs[:, 1]))
 
-def time_edge(t):
+def time_edge(t, conv):
     out = f"{work}/edge-{t}.json"
     extra = ["--field", field, "--dense-only"] if field else []
+    extra += ["--conv", conv] if conv else []
     subprocess.run([edge_bin, "bench", "--model", model, "--threads", str(t), "--iterations", str(n),
                     "--warmup", str(warmup), "--json", out] + extra, check=True, stdout=subprocess.DEVNULL)
     e = json.load(open(out))
@@ -195,24 +201,33 @@ def time_edge(t):
         return f["dense_ms"]["p50"], e["preprocess_ms"]["p50"], f["p_mean"]
     return e["infer_ms"]["p50"], e["preprocess_ms"]["p50"], e["p_malignant"]
 
-per = {1: [], 2: []}
+per = {(t, c): [] for t in (1, 2) for c in convs}
 for r in range(rounds):
     for t in (1, 2):
+        # ORT first in even rounds, last in odd ones; the edge's paths in between, in turn.
+        order = convs if r % 2 == 0 else convs[::-1]
         if r % 2 == 0:
-            (o, po), (e, pre, pe) = time_ort(t), time_edge(t)
-        else:
-            (e, pre, pe), (o, po) = time_edge(t), time_ort(t)
-        per[t].append((o, e, pre, po, pe))
+            o, po = time_ort(t)
+        edge = {c: time_edge(t, c) for c in order}
+        if r % 2 == 1:
+            o, po = time_ort(t)
+        for c in convs:
+            e, pre, pe = edge[c]
+            per[(t, c)].append((o, e, pre, po, pe))
 
 print(f"model {model}" + (f" (dense pass, {field} frame)" if field else ""))
 print(f"onnxruntime {ort.__version__}; {rounds} rounds alternating the runtimes, each the median of {n} runs after {warmup} warmup")
-print(f"{'threads':>7}  {'ort_ms':>8}  {'edge_ms':>8}  {'ratio':>6}  {'ratio range':>13}  {'edge_pre_ms':>11}  {'p_mal ort':>9}  {'p_mal edge':>10}")
+print(f"{'threads':>7}  {'conv':>8}  {'ort_ms':>8}  {'edge_ms':>8}  {'ratio':>6}  {'ratio range':>13}  {'edge_pre_ms':>11}  {'p_mal ort':>9}  {'p_mal edge':>10}")
 ratios = {}
 for t in (1, 2):
-    rows = per[t]
-    rs = sorted(e / o for o, e, *_ in rows)
-    ratios[t] = statistics.median(rs)
-    med = lambda i: statistics.median(row[i] for row in rows)
-    print(f"{t:>7}  {med(0):>8.3f}  {med(1):>8.3f}  {ratios[t]:>6.3f}  {rs[0]:>6.3f}-{rs[-1]:<6.3f}  {med(2):>11.3f}  {rows[-1][3]:>9.5f}  {rows[-1][4]:>10.5f}")
-print(f"ratio_1t={ratios[1]:.3f} ratio_2t={ratios[2]:.3f}")
+    for c in convs:
+        rows = per[(t, c)]
+        rs = sorted(e / o for o, e, *_ in rows)
+        ratios[(t, c)] = statistics.median(rs)
+        med = lambda i: statistics.median(row[i] for row in rows)
+        print(f"{t:>7}  {c or 'default':>8}  {med(0):>8.3f}  {med(1):>8.3f}  {ratios[(t, c)]:>6.3f}  {rs[0]:>6.3f}-{rs[-1]:<6.3f}  {med(2):>11.3f}  {rows[-1][3]:>9.5f}  {rows[-1][4]:>10.5f}")
+line = f"ratio_1t={ratios[(1, convs[0])]:.3f} ratio_2t={ratios[(2, convs[0])]:.3f}"
+if convs != [None]:
+    line += "".join(f" ratio_{t}t_{c}={ratios[(t, c)]:.3f}" for c in convs for t in (1, 2))
+print(line)
 PYEOF

@@ -21,6 +21,7 @@ pub mod stdio;
 pub mod timestamp;
 pub mod variants;
 pub mod web;
+pub mod winograd;
 
 pub use card::{InputSpec, Label, ModelCard, OutputSpec};
 pub use cli::{run_cli, run_cli_to};

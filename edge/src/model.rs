@@ -26,6 +26,7 @@ use crate::field::{geometry, scale, ProbMap};
 use crate::preprocess;
 use crate::profile::profile_state;
 pub use crate::profile::OpTime;
+use crate::winograd::{self, ConvChoice, LayerReport};
 
 /// How to load a model.
 #[derive(Clone, Debug)]
@@ -36,6 +37,8 @@ pub struct LoadOptions {
     pub batch: usize,
     /// Refuse a file whose sha256 differs from the card.
     pub verify_checksum: bool,
+    /// Path of the 3x3 stride-1 convolutions; `None`: `HISTOSCREEN_CONV`, else the default.
+    pub conv: Option<ConvChoice>,
 }
 
 impl Default for LoadOptions {
@@ -44,6 +47,7 @@ impl Default for LoadOptions {
             threads: 1,
             batch: 1,
             verify_checksum: true,
+            conv: None,
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct Model {
     threads: usize,
     input_shape: [usize; 4],
     timings: LoadTimings,
+    conv: ConvChoice,
+    /// What the convolution pass did with each convolution of the tile plan.
+    convs: Vec<LayerReport>,
     // A Mutex (not a fresh state per call) so the op states and scratch
     // buffers are reused; the plan itself is immutable and shared.
     runner: Mutex<Runner>,
@@ -159,6 +166,7 @@ impl Model {
                 )));
             }
         }
+        let conv = ConvChoice::resolve(opts.conv).map_err(EdgeError::Usage)?;
         let batch = opts.batch.max(1);
         let input_shape =
             Self::input_shape_from_card(&card, batch).map_err(|r| EdgeError::Card {
@@ -205,10 +213,6 @@ impl Model {
             }
             _ => None,
         };
-        let optimized = typed.into_optimized().map_err(invalid)?;
-        let optimize_ms = t1.elapsed().as_secs_f64() * 1e3;
-
-        let t2 = Instant::now();
         let threads = match opts.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -225,12 +229,17 @@ impl Model {
             executor: Some(executor),
             ..RunOptions::default()
         };
+        // The convolution pass times its candidates with the plan's own threads.
+        let (optimized, convs) = winograd::optimise(typed, conv, &options).map_err(invalid)?;
+        let optimize_ms = t1.elapsed().as_secs_f64() * 1e3;
+
+        let t2 = Instant::now();
         let plan = optimized
             .into_runnable_with_options(&options)
             .map_err(invalid)?;
         let state = TypedSimpleState::new(&plan).map_err(invalid)?;
         let dense = window
-            .map(|w| DensePlans::new(&proto, w, options.clone()))
+            .map(|w| DensePlans::new(&proto, w, options.clone(), conv))
             .transpose()
             .map_err(mismatch)?
             .map(Mutex::new);
@@ -239,6 +248,7 @@ impl Model {
             model = %onnx.display(),
             threads,
             batch,
+            conv = conv.name(),
             load_ms,
             optimize_ms,
             plan_ms,
@@ -254,6 +264,8 @@ impl Model {
                 optimize_ms,
                 plan_ms,
             },
+            conv,
+            convs,
             runner: Mutex::new(Runner { state, input: None }),
             dense,
             stain: card
@@ -289,6 +301,23 @@ impl Model {
     /// Load-phase timings.
     pub fn timings(&self) -> LoadTimings {
         self.timings
+    }
+
+    /// The convolution path asked for (`--conv`).
+    pub fn conv_choice(&self) -> ConvChoice {
+        self.conv
+    }
+
+    /// What the convolution pass did with each convolution of the tile plan, in graph order.
+    pub fn conv_layers(&self) -> &[LayerReport] {
+        &self.convs
+    }
+
+    /// [`Model::conv_layers`] of the whole-field plan for a `w`x`h` frame (model scale).
+    pub fn field_conv_layers(&self, w: u32, h: u32) -> Result<Vec<LayerReport>, EdgeError> {
+        let (_, dense) = self.dense_form()?;
+        let mut plans = dense.lock().unwrap_or_else(|p| p.into_inner());
+        plans.conv_layers(w, h)
     }
 
     /// Values in one preprocessed image (3*crop*crop).
@@ -565,12 +594,16 @@ impl Model {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut names: Vec<String> = Vec::new();
         for node in runner.state.plan().model().nodes() {
-            if let Some(op) = node.op_as::<OptMatMul>() {
-                for mmm in &op.mmm {
-                    let name = mmm.name().to_string();
-                    if !names.contains(&name) {
-                        names.push(name);
-                    }
+            let found: Vec<String> = if let Some(op) = node.op_as::<OptMatMul>() {
+                op.mmm.iter().map(|mmm| mmm.name().to_string()).collect()
+            } else if let Some(op) = node.op_as::<winograd::WinogradConv>() {
+                vec![op.kernel_name().to_string()]
+            } else {
+                vec![]
+            };
+            for name in found {
+                if !names.contains(&name) {
+                    names.push(name);
                 }
             }
         }

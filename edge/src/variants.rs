@@ -41,6 +41,11 @@ pub struct ModelArgs {
     /// Measure again even when a choice for this CPU and these files is cached.
     #[arg(long)]
     pub retime: bool,
+    /// Path of the 3x3 stride-1 convolutions: `tract`'s own, `winograd` (F(2x2) or F(4x4) per
+    /// layer, whichever is faster among those whose numerics hold), or `auto` (per layer, the
+    /// faster of the two, timed once at load) [default: $HISTOSCREEN_CONV, else tract].
+    #[arg(long, value_name = "auto|tract|winograd")]
+    pub conv: Option<crate::winograd::ConvChoice>,
 }
 
 /// `auto`, or one [`Precision`] by name.

@@ -53,6 +53,7 @@ fn batch_and_threads_agree_with_single_runs() {
             threads: 2,
             batch: 2,
             verify_checksum: true,
+            ..LoadOptions::default()
         },
     )
     .unwrap();

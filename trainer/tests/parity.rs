@@ -30,6 +30,8 @@ fn check(head: Head) {
             split_seed: None,
             training: serde_json::Value::Null,
             metrics: serde_json::Value::Null,
+            stain: None,
+            gate: None,
         },
     )
     .unwrap();

@@ -155,3 +155,78 @@ fn kfold_reports_every_fold_and_trains_the_export_on_all_patients() {
         .unwrap()
         .contains("3-fold"));
 }
+
+#[test]
+fn stain_normalised_folds_fit_their_own_reference_and_score_colour_shifts() {
+    let data = tempfile::tempdir().unwrap();
+    copy_few_patients(2, 3, data.path());
+    let out = tempfile::tempdir().unwrap();
+    let o = run(train_bin()
+        .arg("train")
+        .arg("--data")
+        .arg(data.path())
+        .arg("--out")
+        .arg(out.path())
+        .args([
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--feature-views",
+            "1",
+            "--stain-norm",
+            "on",
+            "--colour-aug",
+            "od",
+            "--colour-shift",
+            "gamma-0.8,jpeg-70",
+            "--quiet",
+        ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = json(&out.path().join("report.json"));
+    assert_eq!(report["config"]["stain_norm"], true);
+    assert_eq!(report["config"]["colour_augment"], "od");
+    let mut references = Vec::new();
+    for r in report["runs"].as_array().unwrap() {
+        let fold = r["fold"].as_u64().unwrap();
+        let card = json(&out.path().join(format!("folds/fold{fold}.json")));
+        let stain = &card["stain"];
+        assert_eq!(stain["normalise"], true);
+        // Fitted on the run's training patients only: 2 of the 4.
+        assert_eq!(stain["fitted_on"]["patients"], 2, "{stain}");
+        assert_eq!(stain["fitted_on"]["images"], 6, "{stain}");
+        assert!(card["gate"].is_object());
+        references.push(stain["he"].clone());
+
+        let table = &r["colour_shift"];
+        let shifts: Vec<&str> = table["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["shift"].as_str().unwrap())
+            .collect();
+        assert_eq!(shifts, ["none", "gamma-0.8", "jpeg-70"]);
+        // The unshifted row is the fold's own test figure, on the same images.
+        assert_eq!(
+            table["rows"][0]["balanced_accuracy"],
+            r["test"]["balanced_accuracy"]
+        );
+        assert_eq!(
+            table["rows"][1]["images"], r["test"]["images"],
+            "every test image is scored shifted too"
+        );
+    }
+    assert_ne!(
+        references[0], references[1],
+        "each fold fits its own reference"
+    );
+    let card = json(&out.path().join("model.json"));
+    assert_eq!(card["stain"]["normalise"], true);
+    assert_eq!(card["stain"]["fitted_on"]["patients"], 4);
+    let summary = &report["colour_shift"];
+    assert_eq!(summary["rows"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["rows"][2]["runs"], 2);
+    let md = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(md.contains("## Under camera-like colour shifts"), "{md}");
+    assert!(md.contains("with stain normalisation"), "{md}");
+}

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::error::EdgeError;
 use crate::field::geometry;
 use crate::model::{LoadOptions, Model, OpTime};
+use crate::winograd::LayerReport;
 use crate::{paths, preprocess, variants};
 
 #[derive(Args, Debug)]
@@ -34,6 +35,11 @@ pub struct BenchArgs {
     /// Matrix-multiply threads (0 = all cores).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Path of the 3x3 stride-1 convolutions: `tract`'s own, `winograd` (F(2x2) or F(4x4) per
+    /// layer, whichever is faster among those whose numerics hold), or `auto` (per layer, the
+    /// faster of the two, timed once at load) [default: $HISTOSCREEN_CONV, else tract].
+    #[arg(long, value_name = "auto|tract|winograd")]
+    conv: Option<crate::winograd::ConvChoice>,
     /// Input image (default: a shared BreakHis image).
     #[arg(long)]
     image: Option<PathBuf>,
@@ -104,6 +110,37 @@ pub struct ColourBench {
 /// The camera frame size colour costs are stated for.
 pub const COLOUR_FRAME: (u32, u32) = (1280, 720);
 
+/// One convolution in the profiled plan: the path the convolution pass gave it and its speed.
+#[derive(Serialize, Debug, Clone)]
+pub struct ConvTime {
+    #[serde(flatten)]
+    pub layer: LayerReport,
+    /// Its nodes' time per run in the profile, milliseconds.
+    pub ms: f64,
+    /// The direct convolution's operations over that time.
+    pub gflops: f64,
+}
+
+/// Each convolution of `layers` with its time in `ops` (the nodes named after it).
+fn conv_times(layers: &[LayerReport], ops: &[OpTime]) -> Vec<ConvTime> {
+    layers
+        .iter()
+        .map(|layer| {
+            let prefix = format!("{}.", layer.node);
+            let ms: f64 = ops
+                .iter()
+                .filter(|o| o.node == layer.node || o.node.starts_with(&prefix))
+                .map(|o| o.ms)
+                .sum();
+            ConvTime {
+                gflops: layer.direct_flops / (ms * 1e6).max(1e-9),
+                ms,
+                layer: layer.clone(),
+            }
+        })
+        .collect()
+}
+
 /// Latency percentiles in milliseconds.
 #[derive(Serialize, Debug, Clone, Copy)]
 pub struct Percentiles {
@@ -120,6 +157,8 @@ pub struct BenchReport {
     pub model: String,
     pub image: String,
     pub threads: usize,
+    /// `--conv`: the convolution path asked for.
+    pub conv: String,
     pub iterations: usize,
     pub warmup: usize,
     pub load_ms: f64,
@@ -136,6 +175,9 @@ pub struct BenchReport {
     /// Per-op time with `--profile`, slowest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ops: Vec<OpTime>,
+    /// With `--profile`: each convolution's path and speed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub convs: Vec<ConvTime>,
     /// Whole-field frames with `--field`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub field: Vec<FieldBench>,
@@ -159,6 +201,7 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         &model_path,
         &LoadOptions {
             threads: args.threads,
+            conv: args.conv,
             ..LoadOptions::default()
         },
     )?;
@@ -195,10 +238,25 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
     }
     let (peak_rss_mib, rss_mib) = memory_mib();
     let t = model.timings();
+    // With --field, the profile is the last frame size's dense pass.
+    let (ops, convs) = match (args.profile, field.last()) {
+        (false, _) => (Vec::new(), Vec::new()),
+        (true, None) => {
+            let ops = model.profile(args.iterations)?;
+            let convs = conv_times(model.conv_layers(), &ops);
+            (ops, convs)
+        }
+        (true, Some(f)) => {
+            let ops = model.profile_field(f.width, f.height, args.iterations)?;
+            let convs = conv_times(&model.field_conv_layers(f.width, f.height)?, &ops);
+            (ops, convs)
+        }
+    };
     let report = BenchReport {
         model: model_path.display().to_string(),
         image: image_path.display().to_string(),
         threads: model.threads(),
+        conv: model.conv_choice().name().to_string(),
         iterations: args.iterations,
         warmup: args.warmup,
         load_ms: t.load_ms,
@@ -211,12 +269,8 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         rss_mib,
         p_malignant,
         colour,
-        // With --field, the profile is the last frame size's dense pass.
-        ops: match (args.profile, field.last()) {
-            (false, _) => Vec::new(),
-            (true, None) => model.profile(args.iterations)?,
-            (true, Some(f)) => model.profile_field(f.width, f.height, args.iterations)?,
-        },
+        ops,
+        convs,
         field,
     };
     if let Some(file) = &args.json {
@@ -480,8 +534,8 @@ fn table(r: &BenchReport) -> String {
     s.push_str(&format!("model        {}\n", r.model));
     s.push_str(&format!("image        {}\n", r.image));
     s.push_str(&format!(
-        "threads      {}   iterations {} (+{} warmup)\n",
-        r.threads, r.iterations, r.warmup
+        "threads      {}   conv {}   iterations {} (+{} warmup)\n",
+        r.threads, r.conv, r.iterations, r.warmup
     ));
     s.push_str(&format!(
         "load         {:.1} ms   optimise {:.1} ms   plan {:.1} ms\n",
@@ -551,6 +605,32 @@ fn table(r: &BenchReport) -> String {
                 o.ms,
                 100.0 * o.ms / total.max(1e-9),
                 o.node
+            ));
+        }
+    }
+    if !r.convs.is_empty() {
+        s.push_str("\nconvolutions (GFLOP/s of the direct convolution's operations)\n");
+        for c in &r.convs {
+            let l = &c.layer;
+            let measured = match l.tract_ms {
+                Some(t) => {
+                    let tiles: Vec<String> = l
+                        .candidates
+                        .iter()
+                        .map(|w| {
+                            format!(
+                                "{} {:.3} ms (rel |d| {:.1e})",
+                                w.tile, w.ms, w.relative_diff
+                            )
+                        })
+                        .collect();
+                    format!("; at load: tract {t:.3} ms, {}", tiles.join(", "))
+                }
+                None => String::new(),
+            };
+            s.push_str(&format!(
+                "{:>9.3} ms {:>7.1} GFLOP/s  {:<28} {:<22} {:<11} {}{measured}\n",
+                c.ms, c.gflops, l.node, l.shape, l.path, l.why
             ));
         }
     }

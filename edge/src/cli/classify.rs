@@ -88,6 +88,7 @@ pub fn run(args: &ClassifyArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
         &model_path,
         &LoadOptions {
             threads: args.threads,
+            conv: args.model.conv,
             ..LoadOptions::default()
         },
     )?;

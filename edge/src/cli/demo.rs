@@ -20,6 +20,11 @@ pub struct DemoArgs {
     /// Folder of sample images (default: models/samples).
     #[arg(long)]
     samples: Option<PathBuf>,
+    /// Path of the 3x3 stride-1 convolutions: `tract`'s own, `winograd` (F(2x2) or F(4x4) per
+    /// layer, whichever is faster among those whose numerics hold), or `auto` (per layer, the
+    /// faster of the two, timed once at load) [default: $HISTOSCREEN_CONV, else tract].
+    #[arg(long, value_name = "auto|tract|winograd")]
+    conv: Option<crate::winograd::ConvChoice>,
 }
 
 /// What the rig's lamps would show for a label: `run` drives one GPIO line per label (plus
@@ -116,7 +121,13 @@ pub fn run(args: &DemoArgs, out: &mut dyn Write) -> Result<i32, EdgeError> {
             samples_dir.display()
         )));
     }
-    let model = Model::load(&model_path)?;
+    let model = Model::load_with(
+        &model_path,
+        &crate::model::LoadOptions {
+            conv: args.conv,
+            ..crate::model::LoadOptions::default()
+        },
+    )?;
     let card = model.card();
     // Overlays go to a fresh folder the run names, so a demo never overwrites anything.
     let overlays = match model.has_field() {

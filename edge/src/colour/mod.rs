@@ -11,9 +11,11 @@ pub mod gate;
 pub mod linalg;
 pub mod macenko;
 pub mod od;
+pub mod remix;
 pub mod shifts;
 pub mod synthetic;
 
 pub use gate::{GateVerdict, HeGate};
 pub use macenko::{fit_image, fit_reference, FitError, MacenkoParams, Normaliser, StainFit};
+pub use remix::remix_stains;
 pub use shifts::{apply_shift, Shift};

@@ -11,9 +11,8 @@ use std::str::FromStr;
 
 use image::RgbImage;
 
-use super::linalg::pinv_3x2;
 use super::macenko::TORCHSTAIN_HE_REF;
-use super::od::{od_of, od_table, value_of, DEFAULT_IO};
+use super::remix::remix_stains;
 
 /// One named camera-like shift; [`Shift::describe`] says what each does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -238,31 +237,20 @@ fn jpeg(img: &RgbImage, quality: u8) -> RgbImage {
         .into_rgb8()
 }
 
-/// Stain `which` (0 haematoxylin, 1 eosin) concentration times `factor`: each pixel's density
-/// unmixed with the reference vectors, the one concentration scaled, the rest (including what
-/// the two vectors do not explain) kept.
+/// Stain `which` (0 haematoxylin, 1 eosin) concentration times `factor`, unmixed with
+/// torchstain's reference vectors ([`remix_stains`]).
 fn stain(img: &RgbImage, which: usize, factor: f64) -> RgbImage {
-    let he = TORCHSTAIN_HE_REF;
-    let pinv = pinv_3x2(&he).expect("the reference vectors are independent");
-    let table = od_table(DEFAULT_IO);
-    let v = [he[0][which], he[1][which], he[2][which]];
-    let mut out = img.clone();
-    for px in out.as_mut().chunks_exact_mut(3) {
-        let od = od_of([px[0], px[1], px[2]], &table);
-        let c = pinv[which][0] * od[0] + pinv[which][1] * od[1] + pinv[which][2] * od[2];
-        // Only stain there is can be scaled: glass (c <= 0) stays glass.
-        let delta = (factor - 1.0) * c.max(0.0);
-        for k in 0..3 {
-            px[k] = value_of(od[k] + delta * v[k], DEFAULT_IO);
-        }
-    }
-    out
+    let mut factors = [1.0; 2];
+    factors[which] = factor;
+    remix_stains(img, &TORCHSTAIN_HE_REF, factors, [0.0; 3])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::colour::gate::saturation_hue;
+    use crate::colour::linalg::pinv_3x2;
+    use crate::colour::od::{od_of, od_table, DEFAULT_IO};
     use crate::colour::synthetic::synthetic_he;
 
     fn image() -> RgbImage {

@@ -9,6 +9,7 @@ use tract_onnx::tract_core::runtime::RunOptions;
 use super::dense::{self, Window};
 use crate::error::{one_line, EdgeError};
 use crate::profile::{profile_state, OpTime};
+use crate::winograd::{self, ConvChoice, LayerReport};
 
 /// On a frame, tract turns AlexNet's conv1 (11x11, stride 4, 3 channels) into its direct
 /// spatial convolution, which took 224 of a 700x460 pass's 306 ms on an AVX-512 Xeon; im2col and
@@ -23,6 +24,7 @@ struct SizedPlan {
     size: (u32, u32),
     state: TypedSimpleState,
     input: Option<Arc<Tensor>>,
+    convs: Vec<LayerReport>,
 }
 
 /// The dense form of a model, parsed once; plans are optimised per frame size.
@@ -31,6 +33,7 @@ pub struct DensePlans {
     proto: tract_onnx::pb::ModelProto,
     model: InferenceModel,
     options: RunOptions,
+    conv: ConvChoice,
     plans: Vec<SizedPlan>,
 }
 
@@ -40,6 +43,7 @@ impl DensePlans {
         proto: &tract_onnx::pb::ModelProto,
         window: Window,
         options: RunOptions,
+        conv: ConvChoice,
     ) -> Result<Self, String> {
         let dense_proto = dense::densify(proto, window)?;
         let model = tract_onnx::onnx()
@@ -50,6 +54,7 @@ impl DensePlans {
             proto: dense_proto,
             model,
             options,
+            conv,
             plans: Vec::new(),
         })
     }
@@ -82,6 +87,13 @@ impl DensePlans {
         profile_state(&mut self.plans[at].state, &input, runs).map_err(fail)
     }
 
+    /// What the convolution pass did in the plan for `w`x`h` frames.
+    pub fn conv_layers(&mut self, w: u32, h: u32) -> Result<Vec<LayerReport>, EdgeError> {
+        let fail = |e: TractError| EdgeError::Inference(format!("dense pass: {}", one_line(e)));
+        let at = self.plan_for(w, h).map_err(fail)?;
+        Ok(self.plans[at].convs.clone())
+    }
+
     fn plan_for(&mut self, w: u32, h: u32) -> TractResult<usize> {
         if let Some(at) = self.plans.iter().position(|p| p.size == (w, h)) {
             return Ok(at);
@@ -89,8 +101,9 @@ impl DensePlans {
         let shape = [1, 3, h as usize, w as usize];
         let mut model = self.model.clone();
         model.set_input_fact(0, f32::fact(shape).into())?;
-        let optimise = || model.into_typed()?.into_optimized();
-        let optimized = if std::env::var_os(DIRECT_SPATIAL_ENV).is_some_and(|v| v == "1") {
+        let (conv, options) = (self.conv, &self.options);
+        let optimise = || winograd::optimise(model.into_typed()?, conv, options);
+        let (optimized, convs) = if std::env::var_os(DIRECT_SPATIAL_ENV).is_some_and(|v| v == "1") {
             optimise()?
         } else {
             KnobScope::new([("TRACT_DISABLE_DIRECT_SPATIAL", "true")])?.enter(optimise)?
@@ -104,6 +117,7 @@ impl DensePlans {
             size: (w, h),
             state,
             input: None,
+            convs,
         });
         Ok(self.plans.len() - 1)
     }

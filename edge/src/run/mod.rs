@@ -209,6 +209,7 @@ fn run_inner(args: &RunArgs, out: &mut dyn Write) -> Result<i32> {
         } else {
             let opts = LoadOptions {
                 threads: args.threads,
+                conv: args.model.conv,
                 ..LoadOptions::default()
             };
             model = Model::load_with(&model_path, &opts)?;

@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 
 use histoscreen_edge::card::Precision;
 
+use crate::data::augment::ColourAugment;
 use crate::export::model_file::{DEFAULT_THRESHOLD, DEFAULT_UNCERTAIN_BAND};
 use crate::fit::config::Schedule;
 use crate::model::alexnet::{Freeze, Head, COMPACT_HIDDEN};
@@ -92,6 +93,21 @@ pub struct TrainArgs {
     /// each time (much slower).
     #[arg(long, default_value_t = 4)]
     pub feature_views: usize,
+    /// Macenko stain normalisation: `on` fits a stain reference on each run's training
+    /// patients, trains on images normalised to it and writes it to the card with
+    /// `normalise: true`, so the edge normalises every frame the same way.
+    #[arg(long, value_enum, default_value_t = OnOff::Off)]
+    pub stain_norm: OnOff,
+    /// Colour augmentation: `standard` (brightness, contrast, saturation, small channel gains)
+    /// or `od` (that after H and E strength within 30 % and white balance within 10 %, in
+    /// optical-density space).
+    #[arg(long, value_enum, default_value_t = ColourAugment::Standard)]
+    pub colour_aug: ColourAugment,
+    /// Also score each fold's test patients under camera-like colour shifts (all, or a comma
+    /// list such as wb-warm,jpeg-70): a table per fold and across folds in report.md. One
+    /// whole-field pass per test image and shift: use a release build.
+    #[arg(long, value_name = "SHIFTS", num_args = 0..=1, default_missing_value = "all")]
+    pub colour_shift: Option<String>,
     /// Malignant probability at or above which an image is called malignant.
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     pub threshold: f32,
@@ -163,6 +179,12 @@ pub struct CalibrationArgs {
     /// its int8 range (values above it saturate).
     #[arg(long, default_value_t = 99.99)]
     pub percentile: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,7 +11,7 @@ use crate::export::calibrate::Calibration;
 use crate::export::onnx::int8::RangeMethod;
 
 use super::args::{
-    CalibrationArgs, CalibrationKind, DataArgs, EvalArgs, ExportArgs, PredictArgs, TrainArgs,
+    CalibrationArgs, CalibrationKind, DataArgs, EvalArgs, ExportArgs, OnOff, PredictArgs, TrainArgs,
 };
 
 impl DataArgs {
@@ -61,6 +61,9 @@ impl TrainArgs {
             class_weighting: !self.no_class_weighting,
             augment: !self.no_augment,
             feature_views: self.feature_views,
+            stain_norm: self.stain_norm == OnOff::On,
+            colour_augment: self.colour_aug,
+            colour_shifts: self.colour_shift.clone(),
             threshold: self.threshold,
             uncertain_band: self.uncertain_band,
             resume: self.resume,

@@ -29,8 +29,8 @@ pub struct EvalJob {
     pub colour_shifts: Option<String>,
 }
 
-/// The shifts a `--colour-shift` value names.
-fn parse_shifts(spec: &str) -> Result<Vec<Shift>> {
+/// The shifts a `--colour-shift` value names: `all` or a comma list.
+pub fn parse_shifts(spec: &str) -> Result<Vec<Shift>> {
     if spec.trim() == "all" {
         return Ok(Shift::all().to_vec());
     }

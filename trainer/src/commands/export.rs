@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use histoscreen_edge::card::{ModelCard, Precision};
+use histoscreen_edge::colour::Normaliser;
 
 use crate::data::dataset::Dataset;
 use crate::data::images::{self, LoadedImage};
@@ -88,10 +89,19 @@ pub fn export_variants(
         (None, [only]) => only.report.test_patients.iter().cloned().collect(),
         _ => BTreeSet::new(),
     };
+    // A network trained on stain-normalised images is calibrated on them too; the comparison
+    // runs through the edge, which normalises as the card says.
+    let normalised = base
+        .as_ref()
+        .and_then(|c| c.stain.as_ref())
+        .filter(|s| s.normalise)
+        .map(|s| images::all_stain_normalised(images, &Normaliser::new(s)));
+    let normalised_refs: Option<Vec<&LoadedImage>> =
+        normalised.as_ref().map(|v| v.iter().collect());
     let variants = Variants {
         model: &model,
         head: state.head,
-        images,
+        images: normalised_refs.as_deref().unwrap_or(images),
         held_out,
         calibration: calibration.clone(),
         base: CardInfo {
@@ -107,6 +117,8 @@ pub fn export_variants(
             split_seed: base.as_ref().and_then(|c| c.split_seed),
             training: base.as_ref().map_or(json!({}), |c| c.training.clone()),
             metrics: base.as_ref().map_or(json!({}), |c| c.metrics.clone()),
+            stain: base.as_ref().and_then(|c| c.stain.clone()),
+            gate: base.as_ref().and_then(|c| c.gate.clone()),
         },
         reference: OnceCell::new(),
     };

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 use histoscreen_edge::card::ModelCard;
+use histoscreen_edge::colour::Normaliser;
 use histoscreen_edge::paths;
 use histoscreen_edge::preprocess;
 
@@ -68,6 +69,8 @@ fn decision_rule(job: &PredictJob, finished: bool, head: Head) -> Result<ModelCa
                 split_seed: None,
                 training: serde_json::Value::Null,
                 metrics: serde_json::Value::Null,
+                stain: None,
+                gate: None,
             },
         )?
     };
@@ -117,6 +120,13 @@ pub fn predict_command(job: &PredictJob, out: &mut dyn Write) -> Result<usize> {
     // a classic head sees the centre tile.
     let whole_field = model.head() == Head::Compact;
     let k = tile_window(&model, &device);
+    // A network trained on stain-normalised images sees them normalised here too, as the edge
+    // does (the finished run's card holds the reference).
+    let stain = rule
+        .stain
+        .as_ref()
+        .filter(|s| s.normalise)
+        .map(Normaliser::new);
     for chunk in files.chunks(16) {
         let mut views = Vec::new();
         let mut ok = Vec::new();
@@ -140,10 +150,18 @@ pub fn predict_command(job: &PredictJob, out: &mut dyn Write) -> Result<usize> {
         let probs: Vec<f32> = if whole_field {
             views
                 .iter()
-                .map(|f| infer::predict_field(&model, f, k, &device))
+                .map(|f| {
+                    let f = preprocess::stain_normalised(f, stain.as_ref());
+                    infer::predict_field(&model, &f, k, &device)
+                })
                 .collect()
         } else {
-            let tiles: Vec<image::RgbImage> = views.iter().map(images::eval_view).collect();
+            let tiles: Vec<image::RgbImage> = views
+                .iter()
+                .map(|f| {
+                    preprocess::stain_normalised(&images::eval_view(f), stain.as_ref()).into_owned()
+                })
+                .collect();
             let refs: Vec<&image::RgbImage> = tiles.iter().collect();
             infer::predict(&model, &refs, 16, &device)
         };

@@ -8,15 +8,20 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use histoscreen_edge::card::{ModelCard, Precision};
+use histoscreen_edge::card::{GateSpec, ModelCard, Precision, StainSpec};
+use histoscreen_edge::colour::macenko::REFERENCE_PIXELS_PER_IMAGE;
+use histoscreen_edge::colour::{fit_reference, Normaliser, Shift};
 use histoscreen_edge::fsutil::write_atomic;
 use histoscreen_edge::run::shutdown::StopFlag;
 
+use crate::commands::eval::parse_shifts;
 use crate::commands::export::export_variants;
 use crate::commands::DataSource;
+use crate::data::augment::ColourAugment;
 use crate::data::dataset::{Class, Sample, Summary};
 use crate::data::images::{self, LoadedImage};
 use crate::data::split::{self, Split};
+use crate::eval::colour_shift::{colour_shift_table, ShiftSummary, ShiftTable};
 use crate::eval::metrics::{mean_sd, Metrics};
 use crate::eval::score::{evaluate, load_model, Evaluation};
 use crate::eval::seen::PATIENTS_TRAINED;
@@ -57,6 +62,12 @@ pub struct TrainJob {
     pub class_weighting: bool,
     pub augment: bool,
     pub feature_views: usize,
+    /// Train on Macenko-normalised images (a reference per run, fitted on its training
+    /// patients) and have the edge normalise likewise.
+    pub stain_norm: bool,
+    pub colour_augment: ColourAugment,
+    /// `all` or a comma list of colour shifts each fold's test patients are also scored under.
+    pub colour_shifts: Option<String>,
     pub threshold: f32,
     pub uncertain_band: f32,
     /// Continue the interrupted run whose checkpoint is in `out`.
@@ -112,20 +123,136 @@ fn summarise(runs: &[FoldReport]) -> BTreeMap<String, (f64, f64)> {
     s
 }
 
+/// What a run's exported model scored on its test patients.
+struct Tested {
+    evaluation: Option<Evaluation>,
+    colour_shift: Option<ShiftTable>,
+}
+
 fn export_and_evaluate(
     model: &AlexNet,
     onnx_path: &Path,
     info: CardInfo,
     test: &[&LoadedImage],
-) -> Result<Option<Evaluation>> {
+    shifts: Option<(&[Shift], &str)>,
+) -> Result<Tested> {
     let bytes = model_file::onnx_f32(model, "histoscreen AlexNet, benign vs malignant")?;
     model_file::write_model(&bytes, onnx_path, model.head(), info)?;
     if test.is_empty() {
-        return Ok(None);
+        return Ok(Tested {
+            evaluation: None,
+            colour_shift: None,
+        });
     }
+    // The exported file through the edge, stain normalisation included: the device's path.
     let edge = load_model(onnx_path)?;
     let samples: Vec<&Sample> = test.iter().map(|x| &x.sample).collect();
-    Ok(Some(evaluate(&edge, &samples)))
+    let evaluation = evaluate(&edge, &samples);
+    let colour_shift = shifts
+        .map(|(shifts, who)| colour_shift_table(&edge, &samples, &evaluation.metrics, shifts, who));
+    Ok(Tested {
+        evaluation: Some(evaluation),
+        colour_shift,
+    })
+}
+
+/// A stain reference fitted on `images` (the run's training patients), recorded in the card:
+/// with `normalise` the model is trained on, and the edge applies, images normalised to it;
+/// either way it anchors the not-H&E gate's stain angle.
+fn stain_reference(images: &[&LoadedImage], normalise: bool, who: &str) -> Result<StainSpec> {
+    let patients: std::collections::BTreeSet<&str> =
+        images.iter().map(|x| x.sample.patient.as_str()).collect();
+    let mut spec = fit_reference(
+        images.iter().map(|x| x.field_view.clone()),
+        REFERENCE_PIXELS_PER_IMAGE,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot fit a stain reference on {who}: {e}"))?;
+    spec.normalise = normalise;
+    spec.fitted_on.patients = Some(patients.len());
+    spec.fitted_on.source = format!("BreakHis, {who}, at the model's scale");
+    Ok(spec)
+}
+
+/// The images a run trains on, and its feature bank: with stain normalisation both are the
+/// run's own (normalised to its reference); otherwise the shared ones.
+struct RunInputs<'a> {
+    stain: StainSpec,
+    normalised: Option<Vec<LoadedImage>>,
+    bank: Option<FeatureBank>,
+    shared_bank: Option<&'a FeatureBank>,
+}
+
+impl<'a> RunInputs<'a> {
+    fn prepare(
+        config: &TrainConfig,
+        trunk: &AlexNet,
+        training: &[&LoadedImage],
+        who: &str,
+        shared_bank: Option<&'a FeatureBank>,
+        progress: bool,
+    ) -> Result<Self> {
+        let stain = stain_reference(training, config.stain_norm, who)?;
+        if !config.stain_norm {
+            return Ok(RunInputs {
+                stain,
+                normalised: None,
+                bank: None,
+                shared_bank,
+            });
+        }
+        let normalised = images::all_stain_normalised(training, &Normaliser::new(&stain));
+        let bank = config
+            .stores_features()
+            .then(|| build_bank(config, trunk, &normalised, progress));
+        Ok(RunInputs {
+            stain,
+            normalised: Some(normalised),
+            bank,
+            shared_bank: None,
+        })
+    }
+
+    /// `set` (images of the run's training patients) as the run trains on them.
+    fn view<'b>(&'b self, set: &[&'b LoadedImage]) -> Vec<&'b LoadedImage> {
+        match &self.normalised {
+            None => set.to_vec(),
+            Some(all) => set
+                .iter()
+                .map(|x| {
+                    all.iter()
+                        .find(|n| n.sample.path == x.sample.path)
+                        .expect("every training image was normalised")
+                })
+                .collect(),
+        }
+    }
+
+    fn bank(&self) -> Option<&FeatureBank> {
+        self.bank.as_ref().or(self.shared_bank)
+    }
+}
+
+/// Runs the frozen trunk once over every image and augmented view (see [`FeatureBank`]).
+fn build_bank(
+    config: &TrainConfig,
+    trunk: &AlexNet,
+    images: &[LoadedImage],
+    progress: bool,
+) -> FeatureBank {
+    let views = if config.augment {
+        config.feature_views
+    } else {
+        0
+    };
+    FeatureBank::build(
+        trunk,
+        images,
+        views,
+        config.seed,
+        &config.augmentation(),
+        &device(),
+        progress,
+    )
 }
 
 fn card_info(
@@ -133,6 +260,7 @@ fn card_info(
     name: &str,
     training: serde_json::Value,
     metrics: serde_json::Value,
+    stain: StainSpec,
 ) -> CardInfo {
     CardInfo {
         name: name.into(),
@@ -142,6 +270,8 @@ fn card_info(
         split_seed: Some(job.seed),
         training,
         metrics,
+        stain: Some(stain),
+        gate: Some(GateSpec::default()),
     }
 }
 
@@ -222,6 +352,8 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
         class_weighting: job.class_weighting,
         augment: job.augment,
         feature_views: job.feature_views,
+        colour_augment: job.colour_augment,
+        stain_norm: job.stain_norm,
         pretrained: pretrained.clone(),
     };
     let mut checkpointer = Checkpointer::open(
@@ -232,23 +364,11 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
         job.resume,
         stop,
     )?;
-    // The frozen trunk's output never changes: run it once over every image and view.
-    let bank = config.stores_features().then(|| {
-        let views = if config.augment {
-            config.feature_views
-        } else {
-            0
-        };
-        FeatureBank::build(
-            &trunk,
-            &images,
-            views,
-            config.seed,
-            config.batch,
-            &device(),
-            job.progress,
-        )
-    });
+    let shifts = job.colour_shifts.as_deref().map(parse_shifts).transpose()?;
+    // The frozen trunk's output never changes: run it once over every image and view (once per
+    // run instead when each run normalises to its own stain reference).
+    let shared_bank = (config.stores_features() && !config.stain_norm)
+        .then(|| build_bank(&config, &trunk, &images, job.progress));
     let all_patients: BTreeMap<String, Class> = images
         .iter()
         .map(|x| (x.sample.patient.clone(), x.sample.class))
@@ -291,9 +411,21 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
             runs.push(report);
             continue;
         }
-        let fit_set = by_patients(&images, &inner.train);
-        let select_set = by_patients(&images, &inner.test);
         let test_set = by_patients(&images, &outer_split.test);
+        let inputs = RunInputs::prepare(
+            &config,
+            &trunk,
+            &by_patients(&images, &outer_split.train),
+            &format!(
+                "the {} training patients of run {}",
+                outer_split.train.len(),
+                i + 1
+            ),
+            shared_bank.as_ref(),
+            job.progress,
+        )?;
+        let fit_set = inputs.view(&by_patients(&images, &inner.train));
+        let select_set = inputs.view(&by_patients(&images, &inner.test));
         tracing::info!(
             "run {}/{}: fit {} images ({} patients), select {} images ({} patients), test {} images ({} patients)",
             i + 1,
@@ -312,7 +444,7 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
             &fit_set,
             &select_set,
             job.progress,
-            bank.as_ref(),
+            inputs.bank(),
             Some(Checkpointing {
                 checkpointer: &mut checkpointer,
                 run: i,
@@ -331,12 +463,15 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
             PATIENTS_TRAINED: union_sorted(&inner.train, &inner.test),
             "best_epoch": fitted.best_epoch,
         });
-        let test = export_and_evaluate(
+        let who = format!("run {} test patients", i + 1);
+        let tested = export_and_evaluate(
             &fitted.model,
             &onnx_path,
-            card_info(job, "fold", training, json!({})),
+            card_info(job, "fold", training, json!({}), inputs.stain.clone()),
             &test_set,
+            shifts.as_deref().map(|s| (s, who.as_str())),
         )?;
+        let test = tested.evaluation;
         if let Some(t) = &test {
             tracing::info!(
                 "run {}: test patients {}: accuracy {:.3}, balanced {:.3}, patient-level {:.3}, AUC {:.3}",
@@ -356,6 +491,7 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
             best_epoch: fitted.best_epoch,
             history: fitted.history,
             test,
+            colour_shift: tested.colour_shift,
         };
         checkpointer.complete_run(Completed {
             results: report
@@ -368,6 +504,7 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
         runs.push(report);
     }
     let summary_metrics = summarise(&runs);
+    let colour_shift = ShiftSummary::across(&runs_tables(&runs));
 
     // With folds (or no hold-out) the exported model learns from every patient for the median
     // chosen epoch count; its figures are the cross-validated ones above.
@@ -377,7 +514,16 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
         let e = epochs.get(epochs.len() / 2).copied().unwrap_or(job.epochs);
         let mut cfg = config.clone();
         cfg.epochs = e;
-        let refs: Vec<&LoadedImage> = images.iter().collect();
+        let all: Vec<&LoadedImage> = images.iter().collect();
+        let inputs = RunInputs::prepare(
+            &config,
+            &trunk,
+            &all,
+            &format!("all {} patients", all_patients.len()),
+            shared_bank.as_ref(),
+            job.progress,
+        )?;
+        let refs = inputs.view(&all);
         tracing::info!(
             "final model: {} images from {} patients, {e} epochs",
             refs.len(),
@@ -388,7 +534,7 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
             &refs,
             &[],
             job.progress,
-            bank.as_ref(),
+            inputs.bank(),
             Some(Checkpointing {
                 checkpointer: &mut checkpointer,
                 run: outer.len(),
@@ -399,8 +545,15 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
         export_and_evaluate(
             &fitted.model,
             &job.out.join("model.onnx"),
-            card_info(job, "histoscreen-alexnet", training, json!({})),
+            card_info(
+                job,
+                "histoscreen-alexnet",
+                training,
+                json!({}),
+                inputs.stain.clone(),
+            ),
             &[],
+            None,
         )?;
         (e, all_patients.keys().cloned().collect())
     } else {
@@ -431,6 +584,7 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
         pretrained: pretrained_note,
         runs,
         summary: summary_metrics.clone(),
+        colour_shift,
         exported_model_epochs: exported_epochs,
         exported_model_trained_on_patients: exported_patients,
         seconds: started.elapsed().as_secs_f64(),
@@ -489,6 +643,12 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
     );
     print_summary(&report, &job.out);
     Ok(report)
+}
+
+fn runs_tables(runs: &[FoldReport]) -> Vec<&ShiftTable> {
+    runs.iter()
+        .filter_map(|r| r.colour_shift.as_ref())
+        .collect()
 }
 
 /// Both lists as one, sorted: the patients a run learnt from (fitted on or chose its epoch on).
@@ -554,6 +714,12 @@ fn print_summary(report: &TrainReport, out: &Path) {
             pm("balanced_accuracy"),
             pm("patient_accuracy"),
             pm("roc_auc"),
+        );
+    }
+    if let Some(c) = &report.colour_shift {
+        eprintln!(
+            "under camera-like colour shifts: worst mean drop in balanced accuracy {:+.3} ({}), in AUC {:+.3} ({}); table in report.md",
+            c.worst_balanced.1, c.worst_balanced.0, c.worst_auc.1, c.worst_auc.0
         );
     }
 }

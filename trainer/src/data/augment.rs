@@ -5,7 +5,31 @@ use image::imageops;
 use image::RgbImage;
 use rand::Rng;
 
+use histoscreen_edge::colour::od::TORCHSTAIN_HE_REF;
+use histoscreen_edge::colour::remix_stains;
 use histoscreen_edge::preprocess::{self, INPUT_SIZE};
+
+/// Which colour augmentation a run trains with.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ColourAugment {
+    /// Brightness, contrast and saturation within 15 %, per-channel gains within 5 %.
+    #[default]
+    Standard,
+    /// The standard jitter after haematoxylin and eosin strength each scaled within 30 % and a
+    /// white-balance gain within 10 % per channel, both in optical-density space.
+    Od,
+}
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Augment {
@@ -20,6 +44,12 @@ pub struct Augment {
     pub saturation: f32,
     /// Per-channel gain: a crude stand-in for stain intensity differences between labs.
     pub stain: f32,
+    /// Haematoxylin and eosin concentrations each scaled by up to this fraction either way,
+    /// unmixed with torchstain's reference vectors as the evaluation's H/E shifts are.
+    pub od_stain: f32,
+    /// Per-channel optical-density offset of up to this much either way: a white-balance gain
+    /// of up to `exp(od_bias)`.
+    pub od_bias: f32,
 }
 
 impl Default for Augment {
@@ -31,11 +61,26 @@ impl Default for Augment {
             contrast: 0.15,
             saturation: 0.15,
             stain: 0.05,
+            od_stain: 0.0,
+            od_bias: 0.0,
         }
     }
 }
 
 impl Augment {
+    /// The default geometry with the colour augmentation `colour`.
+    pub fn with_colour(colour: ColourAugment) -> Self {
+        let (od_stain, od_bias) = match colour {
+            ColourAugment::Standard => (0.0, 0.0),
+            ColourAugment::Od => (0.3, 1.1f32.ln()),
+        };
+        Augment {
+            od_stain,
+            od_bias,
+            ..Augment::default()
+        }
+    }
+
     fn zoom(&self, rng: &mut impl Rng) -> f32 {
         if self.scale_jitter > 0.0 {
             rng.random_range(1.0 - self.scale_jitter..=1.0 + self.scale_jitter)
@@ -82,6 +127,19 @@ impl Augment {
     }
 
     fn jitter_colour(&self, img: &mut RgbImage, rng: &mut impl Rng) {
+        // Staining first (the slide), then the camera.
+        if self.od_stain > 0.0 || self.od_bias > 0.0 {
+            let mut draw = |a: f32| {
+                if a > 0.0 {
+                    rng.random_range(-a..=a) as f64
+                } else {
+                    0.0
+                }
+            };
+            let factors = [1.0 + draw(self.od_stain), 1.0 + draw(self.od_stain)];
+            let bias = [draw(self.od_bias), draw(self.od_bias), draw(self.od_bias)];
+            *img = remix_stains(img, &TORCHSTAIN_HE_REF, factors, bias);
+        }
         let mut factor = |a: f32| {
             if a > 0.0 {
                 rng.random_range(1.0 - a..=1.0 + a)
@@ -177,6 +235,37 @@ mod tests {
         let b = Augment::default().apply(&img, &mut StdRng::seed_from_u64(3));
         assert_eq!(a.dimensions(), (INPUT_SIZE, INPUT_SIZE));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn od_augmentation_changes_the_stains_within_its_range() {
+        let img = histoscreen_edge::colour::synthetic::synthetic_he(96, 64, 9, &TORCHSTAIN_HE_REF);
+        let plain = Augment {
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+            stain: 0.0,
+            ..Augment::with_colour(ColourAugment::Standard)
+        };
+        let od = Augment {
+            od_stain: 0.3,
+            od_bias: 1.1f32.ln(),
+            ..plain
+        };
+        let (mut a, mut b) = (img.clone(), img.clone());
+        plain.jitter_colour(&mut a, &mut StdRng::seed_from_u64(4));
+        assert_eq!(a, img, "no jitter asked, none done");
+        od.jitter_colour(&mut b, &mut StdRng::seed_from_u64(4));
+        assert_ne!(b, img);
+        // At most 30 % more stain and a 10 % gain: no channel moves by more than about half.
+        let worst = img
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| (*x as i32 - *y as i32).abs())
+            .max()
+            .unwrap();
+        assert!(worst < 128, "largest change {worst}");
     }
 
     #[test]

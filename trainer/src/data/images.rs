@@ -5,6 +5,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 use rayon::prelude::*;
 
+use histoscreen_edge::colour::Normaliser;
 use histoscreen_edge::field::scale;
 use histoscreen_edge::preprocess::{self, IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE};
 
@@ -49,6 +50,24 @@ pub fn eval_view(field: &RgbImage) -> RgbImage {
 
 /// Decodes every sample in parallel; files that fail to decode, or are smaller than one tile
 /// at the model's scale, are returned with the reason.
+/// `image` with both views Macenko-normalised to `stain` the way the edge does it: the whole
+/// field at the model's scale, and the centre tile after cropping.
+pub fn stain_normalised(image: &LoadedImage, stain: &Normaliser) -> LoadedImage {
+    LoadedImage {
+        sample: image.sample.clone(),
+        field_view: preprocess::stain_normalised(&image.field_view, Some(stain)).into_owned(),
+        eval_view: preprocess::stain_normalised(&image.eval_view, Some(stain)).into_owned(),
+    }
+}
+
+/// [`stain_normalised`] of every image, in parallel.
+pub fn all_stain_normalised(images: &[&LoadedImage], stain: &Normaliser) -> Vec<LoadedImage> {
+    images
+        .par_iter()
+        .map(|x| stain_normalised(x, stain))
+        .collect()
+}
+
 pub fn load(samples: &[Sample]) -> (Vec<LoadedImage>, Vec<Rejected>) {
     let results: Vec<Result<LoadedImage, Rejected>> = samples
         .par_iter()

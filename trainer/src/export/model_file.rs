@@ -9,7 +9,7 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use sha2::{Digest, Sha256};
 
-use histoscreen_edge::card::{FieldSpec, InputSpec, ModelCard, OutputSpec};
+use histoscreen_edge::card::{FieldSpec, GateSpec, InputSpec, ModelCard, OutputSpec, StainSpec};
 use histoscreen_edge::field::Aggregate;
 use histoscreen_edge::fsutil::write_atomic;
 
@@ -99,6 +99,11 @@ pub struct CardInfo {
     pub split_seed: Option<u64>,
     pub training: serde_json::Value,
     pub metrics: serde_json::Value,
+    /// The stain reference fitted on the training images (`normalise` says whether the model
+    /// expects normalised input); `None` where none was fitted.
+    pub stain: Option<StainSpec>,
+    /// The not-H&E gate's thresholds.
+    pub gate: Option<GateSpec>,
 }
 
 /// Writes `onnx_path` and its card beside it, both atomically; returns the card.
@@ -158,10 +163,8 @@ pub fn card_for(head: Head, info: CardInfo) -> Result<ModelCard> {
             crate::data::images::MODEL_UM_PER_PX,
             Aggregate::Mean,
         )),
-        // The stain reference and gate thresholds (edge colour module); fitted at training time
-        // once the trainer has --stain-norm.
-        stain: None,
-        gate: None,
+        stain: info.stain,
+        gate: info.gate,
     })
 }
 

@@ -183,6 +183,8 @@ impl Variants<'_> {
                 split_seed: self.base.split_seed,
                 training: self.base.training.clone(),
                 metrics,
+                stain: self.base.stain.clone(),
+                gate: self.base.gate.clone(),
             },
         )?;
         eprintln!(
@@ -221,6 +223,9 @@ impl Variants<'_> {
             split_seed: None,
             training: json!({}),
             metrics: json!({}),
+            // Both files see the same (normalised, where the base is) input.
+            stain: self.base.stain.clone(),
+            gate: self.base.gate.clone(),
         };
         let samples: Vec<&Sample> = compared.iter().map(|i| &i.sample).collect();
         let reference = match self.reference.get() {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
+use crate::data::augment::ColourAugment;
 use crate::model::alexnet::{Freeze, Head};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -38,6 +39,13 @@ pub struct TrainConfig {
     /// compact head); 0 augments every step through the trunk instead.
     #[serde(default)]
     pub feature_views: usize,
+    /// Colour augmentation of the training views.
+    #[serde(default)]
+    pub colour_augment: ColourAugment,
+    /// Macenko-normalise every image to a stain reference fitted on the run's training
+    /// patients (each fold its own), as the edge then does on the device.
+    #[serde(default)]
+    pub stain_norm: bool,
     pub pretrained: Option<PathBuf>,
 }
 
@@ -49,6 +57,11 @@ impl TrainConfig {
             && self.head == Head::Compact
             && self.feature_views > 0
             && self.pretrained.is_some()
+    }
+
+    /// The training views' augmentation.
+    pub fn augmentation(&self) -> crate::data::augment::Augment {
+        crate::data::augment::Augment::with_colour(self.colour_augment)
     }
 
     /// The learning rate of 0-based `epoch` under the schedule.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::data::dataset::{Rejected, Summary};
+use crate::eval::colour_shift::{ShiftSummary, ShiftTable};
 use crate::eval::metrics::Metrics;
 use crate::eval::score::Evaluation;
 use crate::fit::config::TrainConfig;
@@ -33,6 +34,9 @@ pub struct FoldReport {
     pub best_epoch: usize,
     pub history: Vec<EpochLog>,
     pub test: Option<Evaluation>,
+    /// The test patients under camera-like colour shifts (`train --colour-shift`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour_shift: Option<ShiftTable>,
 }
 
 /// Everything a `train` command did and measured, as `report.json` holds it.
@@ -50,6 +54,9 @@ pub struct TrainReport {
     pub runs: Vec<FoldReport>,
     /// Mean and standard deviation over folds (or the single held-out run).
     pub summary: BTreeMap<String, (f64, f64)>,
+    /// The runs' colour-shift tables combined (`train --colour-shift`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour_shift: Option<ShiftSummary>,
     pub exported_model_epochs: usize,
     pub exported_model_trained_on_patients: usize,
     pub seconds: f64,

@@ -16,7 +16,6 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use crate::data::augment::Augment;
 use crate::data::images::{batch_tensor, LoadedImage};
 use crate::eval::metrics::{Metrics, Scored};
 use crate::fit::checkpoint::{Checkpointer, Interrupted, RunState};
@@ -143,7 +142,7 @@ fn trunk_logits(
     frozen: usize,
     ad: &Device,
 ) -> Tensor<2> {
-    let augment = Augment::default();
+    let augment = cfg.augmentation();
     let views: Vec<image::RgbImage> = chunk
         .par_iter()
         .zip(seeds)

@@ -89,7 +89,7 @@ impl FeatureBank {
         images: &[LoadedImage],
         views: usize,
         seed: u64,
-        _batch: usize,
+        augment: &Augment,
         device: &Device,
         progress: bool,
     ) -> Self {
@@ -112,7 +112,6 @@ impl FeatureBank {
         } else {
             ProgressBar::hidden()
         };
-        let augment = Augment::default();
         let mut data = Vec::new();
         let mut spans = Vec::with_capacity(jobs.len());
         // Fields differ in size, so each goes through the trunk alone; augmenting a few ahead
@@ -230,7 +229,7 @@ mod tests {
         let device = crate::model::device::device();
         let trunk = AlexNet::new(Head::Compact, &device);
         assert_eq!(tile_window(&trunk, &device), 6);
-        let bank = FeatureBank::build(&trunk, &images, 1, 7, 4, &device, false);
+        let bank = FeatureBank::build(&trunk, &images, 1, 7, &Augment::default(), &device, false);
         for img in &images {
             let (w, h) = img.field_view.dimensions();
             let (rows, cols) = histoscreen_edge::field::geometry::grid(w, h, 224, 32);

@@ -83,6 +83,7 @@ pub(super) fn run(fold: usize, best_epoch: usize, test: Vec<ImageResult>) -> Fol
         best_epoch,
         history: history(5, fold as f64 * 0.05),
         test: Some(evaluation(test)),
+        colour_shift: None,
     }
 }
 
@@ -133,6 +134,8 @@ pub(super) fn synthetic(folds: Option<usize>) -> TrainReport {
             class_weighting: true,
             augment: true,
             feature_views: 0,
+            colour_augment: Default::default(),
+            stain_norm: false,
             pretrained: None,
         },
         split_seed: 7,
@@ -148,6 +151,7 @@ pub(super) fn synthetic(folds: Option<usize>) -> TrainReport {
         pretrained: None,
         runs: vec![run(1, 3, fold1), run(2, 4, fold2)],
         summary,
+        colour_shift: None,
         exported_model_epochs: 4,
         exported_model_trained_on_patients: 12,
         seconds: 3725.0,

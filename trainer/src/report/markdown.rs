@@ -79,6 +79,41 @@ pub(super) fn counts(map: &BTreeMap<String, usize>) -> String {
         .join(", ")
 }
 
+/// The runs' test patients under camera-like colour shifts, when `--colour-shift` asked.
+fn colour_shift_markdown(report: &TrainReport) -> String {
+    let Some(summary) = &report.colour_shift else {
+        return String::new();
+    };
+    let stain = if report.config.stain_norm {
+        "with stain normalisation (each run's reference fitted on its training patients)"
+    } else {
+        "without stain normalisation"
+    };
+    let augment = serde_json::to_value(report.config.colour_augment)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut s = format!(
+        "\n## Under camera-like colour shifts\n\nEach run's model on its own test patients, whole \
+         field through the exported file, {stain}, colour augmentation `{augment}`. The shifts \
+         are fixed and deterministic (docs/colour.md).\n\n"
+    );
+    s.push_str(&summary.markdown());
+    let per_run: Vec<String> = report
+        .runs
+        .iter()
+        .filter_map(|r| {
+            let t = r.colour_shift.as_ref()?;
+            Some(format!(
+                "run {} {:+.3} ({})",
+                r.fold, t.worst_balanced.1, t.worst_balanced.0
+            ))
+        })
+        .collect();
+    let _ = write!(s, "\nWorst shift of each run: {}.\n\n", per_run.join(", "));
+    s
+}
+
 pub(super) fn markdown(report: &TrainReport, drawn: &[&str]) -> String {
     let mut s = String::from("# histoscreen training report\n\n");
     s.push_str("Command:\n\n```text\n");
@@ -158,6 +193,7 @@ pub(super) fn markdown(report: &TrainReport, drawn: &[&str]) -> String {
         }
         s.push_str("\n\n");
         s.push_str(&groups_markdown(report));
+        s.push_str(&colour_shift_markdown(report));
     }
 
     while s.ends_with("\n\n") {

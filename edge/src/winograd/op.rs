@@ -1,0 +1,553 @@
+//! `WinogradConv`: a 3x3 stride-1 f32 convolution as one tract op, so tract cannot split it.
+
+use std::sync::Arc;
+
+use tract_linalg::mmm::{
+    AsInputValue, EagerPackedInput, FusedSpec, MMMInputFormat, MMMInputValue, MatMatMul,
+    OutputStore, Query, Suitable,
+};
+use tract_linalg::pack::PackedFormat;
+use tract_linalg::{MmmDispatch, WeightType};
+use tract_onnx::tract_core::internal::*;
+
+use super::threads::{for_each_range, SharedMut};
+use super::transform::Tile;
+
+/// Shape of one convolution: NCHW in and out, 3x3 kernel, stride and dilation 1, no groups.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub o: usize,
+    pub h: usize,
+    pub w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Geometry {
+    /// Floating-point operations of the direct convolution (2 per multiply-add): the yardstick
+    /// every path's GFLOP/s is stated against.
+    pub fn direct_flops(&self) -> f64 {
+        2.0 * (self.n * self.o * self.c * 9 * self.oh * self.ow) as f64
+    }
+
+    /// Tile rows and columns that cover the output.
+    pub fn tiles(&self, tile: Tile) -> (usize, usize) {
+        (self.oh.div_ceil(tile.m()), self.ow.div_ceil(tile.m()))
+    }
+
+    fn total_tiles(&self, tile: Tile) -> usize {
+        let (th, tw) = self.tiles(tile);
+        self.n * th * tw
+    }
+}
+
+/// Transformed inputs and products of one block of tiles should stay within this many bytes,
+/// about a core's L2 and its share of L3, so the products read their panels from cache.
+const BLOCK_BYTES: usize = 4 << 20;
+
+/// Lanes (tiles) the output transform works on at once.
+const OUT_LANES: usize = 16;
+
+/// The weights, transformed and packed once, and the kernel that multiplies them.
+struct Packed {
+    mmm: Box<dyn MatMatMul>,
+    packing: usize,
+    b_format: PackedFormat,
+    /// G g Gᵀ at each point, `[o, c]`, packed as the kernel's A operand.
+    u: Vec<Box<dyn MMMInputValue>>,
+    bias: Vec<f32>,
+    /// Tiles per block: all of them, or a multiple of the kernel's panel width.
+    block: usize,
+}
+
+/// A 3x3 stride-1 f32 convolution computed with Winograd's minimal filtering.
+///
+/// Per block of tiles: the input transform writes each of the `points()` transformed inputs as
+/// the B operand of one product, already in the kernel's panel layout (no packing pass, no k=1
+/// products); the products multiply them by the transformed weights, packed once at load; the
+/// output transform reads the products back, adds the bias and writes NCHW.
+#[derive(Clone)]
+pub struct WinogradConv {
+    pub tile: Tile,
+    pub geo: Geometry,
+    packed: Arc<Packed>,
+}
+
+impl std::fmt::Debug for WinogradConv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WinogradConv")
+            .field("tile", &self.tile)
+            .field("geo", &self.geo)
+            .field("kernel", &self.packed.mmm.name())
+            .finish()
+    }
+}
+
+impl PartialEq for WinogradConv {
+    fn eq(&self, other: &Self) -> bool {
+        self.tile == other.tile && self.geo == other.geo && Arc::ptr_eq(&self.packed, &other.packed)
+    }
+}
+impl Eq for WinogradConv {}
+
+/// A kernel for f32 products whose two operands are plain packed panels, which is what the
+/// transforms write and read.
+fn pick_kernel(m: usize, k: usize, n: usize) -> TractResult<(Suitable, PackedFormat)> {
+    let f32_dt = f32::datum_type();
+    let query = Query {
+        weight: WeightType::Plain(f32_dt),
+        activation: f32_dt,
+        accumulators: tvec!(f32_dt),
+        store: Some(f32_dt),
+        allow_extractor: false,
+        m: Some(m),
+        k: Some(k),
+        n: Some(n),
+    };
+    let plain_b = |s: &Suitable| -> Option<PackedFormat> {
+        let (a, b) = &s.0.packings()[s.1];
+        let a = a.downcast_ref::<PackedFormat>()?;
+        let b = b.downcast_ref::<PackedFormat>()?;
+        (s.2.is_none() && a.dt == f32_dt && b.dt == f32_dt).then(|| b.clone())
+    };
+    let dispatch = MmmDispatch::native();
+    if let Some(s) = dispatch.pick(&query) {
+        if let Some(b) = plain_b(&s) {
+            return Ok((s, b));
+        }
+    }
+    let mut suitable: Vec<Suitable> = dispatch
+        .suitable(&query)
+        .into_iter()
+        .filter(|s| plain_b(s).is_some())
+        .collect();
+    tract_linalg::mmm::retain_best(&mut suitable);
+    let best = suitable
+        .into_iter()
+        .max_by_key(|s| s.0.mr() * s.0.nr())
+        .context("no f32 matrix kernel with plain packed operands on this CPU")?;
+    let b = plain_b(&best).expect("filtered above");
+    Ok((best, b))
+}
+
+impl WinogradConv {
+    /// Transforms and packs `kernel` (`[o, c, 3, 3]`, row-major) for `geo`.
+    pub fn new(tile: Tile, geo: Geometry, kernel: &[f32], bias: &[f32]) -> TractResult<Self> {
+        ensure!(
+            kernel.len() == geo.o * geo.c * 9,
+            "kernel has {} values, [{}, {}, 3, 3] needs {}",
+            kernel.len(),
+            geo.o,
+            geo.c,
+            geo.o * geo.c * 9
+        );
+        ensure!(
+            bias.len() == geo.o,
+            "bias has {} values for {} channels",
+            bias.len(),
+            geo.o
+        );
+        let points = tile.points();
+        let total = geo.total_tiles(tile);
+        let per_tile = points * (geo.c + geo.o) * std::mem::size_of::<f32>();
+        let wanted = (BLOCK_BYTES / per_tile).clamp(1, total.max(1));
+        let ((mmm, packing, _), b_format) = pick_kernel(geo.o, geo.c, wanted)?;
+        let nr = b_format.r;
+        let block = if wanted >= total {
+            total.max(1)
+        } else {
+            (wanted / nr).max(1) * nr
+        };
+        let mut u = vec![vec![0f32; geo.o * geo.c]; points];
+        for (oc, g) in kernel.chunks_exact(9).enumerate() {
+            for (point, value) in tile.kernel(g).into_iter().enumerate() {
+                u[point][oc] = value;
+            }
+        }
+        let a_format: &dyn MMMInputFormat = &*mmm.packings()[packing].0;
+        let u = u
+            .into_iter()
+            .map(|values| {
+                let t = Tensor::from_shape(&[geo.o, geo.c], &values)?;
+                a_format.prepare_one(&t, 1, 0)
+            })
+            .collect::<TractResult<Vec<_>>>()?;
+        Ok(WinogradConv {
+            tile,
+            geo,
+            packed: Arc::new(Packed {
+                mmm,
+                packing,
+                b_format,
+                u,
+                bias: bias.to_vec(),
+                block,
+            }),
+        })
+    }
+
+    /// tract-linalg's name of the matrix kernel the products run in.
+    pub fn kernel_name(&self) -> &str {
+        self.packed.mmm.name()
+    }
+
+    fn run(&self, buffers: &mut Buffers, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(inputs.len() == 1, "WinogradConv takes one input");
+        let g = &self.geo;
+        let x = &inputs[0];
+        ensure!(
+            x.shape() == [g.n, g.c, g.h, g.w],
+            "WinogradConv built for input [{}, {}, {}, {}], got {:?}",
+            g.n,
+            g.c,
+            g.h,
+            g.w,
+            x.shape()
+        );
+        let plain = x.try_as_plain_ram()?;
+        let xs = plain.as_slice::<f32>()?;
+        let mut y = unsafe { Tensor::uninitialized::<f32>(&[g.n, g.o, g.oh, g.ow])? };
+        {
+            let mut view = y.try_as_plain_ram_mut()?;
+            self.compute(buffers, xs, view.as_slice_mut::<f32>()?)?;
+        }
+        Ok(tvec!(y.into_tvalue()))
+    }
+
+    fn compute(&self, buffers: &mut Buffers, xs: &[f32], ys: &mut [f32]) -> TractResult<()> {
+        let (g, p) = (&self.geo, &*self.packed);
+        let points = self.tile.points();
+        let total = g.total_tiles(self.tile);
+        let nr = p.b_format.r;
+        let panel_len = p.b_format.single_panel_len(g.c);
+        buffers.ensure(p, g, points)?;
+        let v_ptrs: Vec<SharedMut> = buffers
+            .v
+            .iter_mut()
+            .map(|v| {
+                let blob = Arc::get_mut(&mut v.packed).expect("buffers are never shared");
+                SharedMut(blob.as_bytes_mut().as_mut_ptr() as *mut f32)
+            })
+            .collect();
+        let y_ptr = SharedMut(ys.as_mut_ptr());
+        let mut start = 0;
+        while start < total {
+            let nb = p.block.min(total - start);
+            for v in &mut buffers.v {
+                v.mn = nb;
+                v.fact.mn = nb.to_dim();
+            }
+            for_each_range(nb.div_ceil(nr), |panels| {
+                self.input_transform(xs, &v_ptrs, panel_len, start, nb, panels);
+                Ok(())
+            })?;
+            let m = buffers.m.as_mut().expect("ensured above");
+            let stores = (0..points)
+                .map(|i| unsafe {
+                    let spec = p.mmm.c_from_data_and_strides(4, p.block as isize, 1);
+                    Ok(spec.wrap(&m.view_at_prefix_mut(&[i])?))
+                })
+                .collect::<TractResult<Vec<OutputStore>>>()?;
+            let v = &buffers.v;
+            for_each_range(points, |range| {
+                let mut scratch = unsafe { p.mmm.allocate_scratch_space() };
+                for i in range {
+                    let ops = [
+                        FusedSpec::AddMatMul {
+                            a: AsInputValue::Borrowed(&*p.u[i]),
+                            b: AsInputValue::Borrowed(&v[i]),
+                            packing: p.packing,
+                        },
+                        FusedSpec::Store(stores[i]),
+                    ];
+                    unsafe { p.mmm.run_with_scratch_space(g.o, nb, &mut *scratch, &ops)? };
+                }
+                Ok(())
+            })?;
+            let products = buffers.m.as_ref().expect("ensured above");
+            let ms = unsafe { products.as_slice_unchecked::<f32>() };
+            for_each_range(g.o, |channels| {
+                self.output_transform(ms, y_ptr, start, nb, channels);
+                Ok(())
+            })?;
+            start += nb;
+        }
+        Ok(())
+    }
+
+    /// Transformed inputs of the tiles of `panels` (panels of the block starting at tile
+    /// `start`), written into each point's B operand in the kernel's panel layout.
+    fn input_transform(
+        &self,
+        xs: &[f32],
+        v_ptrs: &[SharedMut],
+        panel_len: usize,
+        start: usize,
+        nb: usize,
+        panels: std::ops::Range<usize>,
+    ) {
+        let (g, tile) = (&self.geo, self.tile);
+        let (m, a) = (tile.m(), tile.a());
+        let nr = self.packed.b_format.r;
+        let (th, tw) = g.tiles(tile);
+        let plane = g.h * g.w;
+        let mut d = vec![0f32; a * a * nr];
+        let mut t = vec![0f32; a * a * nr];
+        let mut v = vec![0f32; a * a * nr];
+        // Per lane: offset of the tile's top-left input pixel in channel 0, and whether the
+        // whole a x a patch lies inside the image; `None` for lanes past the block's end.
+        let mut lanes: Vec<Option<(isize, isize, usize, bool)>> = Vec::with_capacity(nr);
+        for panel in panels {
+            lanes.clear();
+            for j in 0..nr {
+                let t_in_block = panel * nr + j;
+                if t_in_block >= nb {
+                    lanes.push(None);
+                    continue;
+                }
+                let tt = start + t_in_block;
+                let (img, rem) = (tt / (th * tw), tt % (th * tw));
+                let y0 = ((rem / tw) * m) as isize - g.pad_top as isize;
+                let x0 = ((rem % tw) * m) as isize - g.pad_left as isize;
+                let inside = y0 >= 0 && x0 >= 0 && y0 as usize + a <= g.h && x0 as usize + a <= g.w;
+                lanes.push(Some((y0, x0, img * g.c * plane, inside)));
+            }
+            for c in 0..g.c {
+                for (j, lane) in lanes.iter().enumerate() {
+                    match *lane {
+                        None => {
+                            for rs in 0..a * a {
+                                d[rs * nr + j] = 0.0;
+                            }
+                        }
+                        Some((y0, x0, base, true)) => {
+                            let origin = base + c * plane + y0 as usize * g.w + x0 as usize;
+                            for r in 0..a {
+                                let row = &xs[origin + r * g.w..][..a];
+                                for (s, value) in row.iter().enumerate() {
+                                    d[(r * a + s) * nr + j] = *value;
+                                }
+                            }
+                        }
+                        Some((y0, x0, base, false)) => {
+                            let channel = &xs[base + c * plane..][..plane];
+                            for r in 0..a {
+                                let y = y0 + r as isize;
+                                for s in 0..a {
+                                    let x = x0 + s as isize;
+                                    let inside = y >= 0
+                                        && x >= 0
+                                        && (y as usize) < g.h
+                                        && (x as usize) < g.w;
+                                    d[(r * a + s) * nr + j] = if inside {
+                                        channel[y as usize * g.w + x as usize]
+                                    } else {
+                                        0.0
+                                    };
+                                }
+                            }
+                        }
+                    }
+                }
+                // Bᵀ d: rows of the patch (each row a*nr lanes: its columns times the tiles).
+                tile.input_1d(&d, a * nr, &mut t, a * nr, a * nr);
+                // (Bᵀ d) B: along the columns of each row.
+                for k in 0..a {
+                    tile.input_1d(&t[k * a * nr..], nr, &mut v[k * a * nr..], nr, nr);
+                }
+                let at = panel * panel_len + c * nr;
+                for (point, dst) in v_ptrs.iter().enumerate() {
+                    // SAFETY: each (panel, channel) row of each point's buffer is written by
+                    // exactly one range, and the buffer holds every panel of the block.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(v.as_ptr().add(point * nr), dst.0.add(at), nr)
+                    };
+                }
+            }
+        }
+    }
+
+    /// Output tiles of `channels` for the block starting at tile `start`, from the products
+    /// (`[point, o, block]`), plus the bias, into the NCHW output.
+    fn output_transform(
+        &self,
+        ms: &[f32],
+        y: SharedMut,
+        start: usize,
+        nb: usize,
+        channels: std::ops::Range<usize>,
+    ) {
+        let (g, tile, p) = (&self.geo, self.tile, &*self.packed);
+        let (m, a) = (tile.m(), tile.a());
+        let (th, tw) = g.tiles(tile);
+        let block = p.block;
+        const L: usize = OUT_LANES;
+        let mut t = vec![0f32; m * a * L];
+        let mut r = vec![0f32; m * m * L];
+        for o in channels {
+            let bias = p.bias[o];
+            for t0 in (0..nb).step_by(L) {
+                let len = L.min(nb - t0);
+                // Aᵀ M along the first axis of the points, for each second-axis index l.
+                for l in 0..a {
+                    let src = &ms[(l * g.o + o) * block + t0..];
+                    tile.output_1d(src, a * g.o * block, &mut t[l * L..], a * L, len);
+                }
+                // (Aᵀ M) A along the second axis.
+                for i in 0..m {
+                    tile.output_1d(&t[i * a * L..], L, &mut r[i * m * L..], L, len);
+                }
+                for lane in 0..len {
+                    let tt = start + t0 + lane;
+                    let (img, rem) = (tt / (th * tw), tt % (th * tw));
+                    let (ty, tx) = (rem / tw, rem % tw);
+                    let rows = m.min(g.oh - ty * m);
+                    let cols = m.min(g.ow - tx * m);
+                    for i in 0..rows {
+                        let at = ((img * g.o + o) * g.oh + ty * m + i) * g.ow + tx * m;
+                        for jj in 0..cols {
+                            // SAFETY: output channel o belongs to this range alone, and the
+                            // offset is inside the [n, o, oh, ow] output.
+                            unsafe { *y.0.add(at + jj) = r[(i * m + jj) * L + lane] + bias };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scratch reused from one run to the next: the transformed inputs (one packed B operand per
+/// point) and the products.
+#[derive(Clone, Debug, Default)]
+struct Buffers {
+    v: Vec<EagerPackedInput>,
+    m: Option<Tensor>,
+}
+
+impl Buffers {
+    fn ensure(&mut self, p: &Packed, g: &Geometry, points: usize) -> TractResult<()> {
+        // A cloned state shares its buffers; it gets its own on first use.
+        let shared = self
+            .v
+            .iter_mut()
+            .any(|v| Arc::get_mut(&mut v.packed).is_none());
+        if self.v.len() != points || shared {
+            self.v = (0..points)
+                .map(|_| p.b_format.new_packed_buffer(g.c, p.block))
+                .collect::<TractResult<_>>()?;
+        }
+        let m_shape = [points, g.o, p.block];
+        if self.m.as_ref().is_none_or(|m| m.shape() != m_shape) {
+            self.m = Some(unsafe { Tensor::uninitialized::<f32>(&m_shape)? });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct WinogradState {
+    buffers: Buffers,
+}
+
+impl OpState for WinogradState {
+    fn eval(
+        &mut self,
+        _ctx: &EvalContext,
+        op: &dyn Op,
+        inputs: TVec<TValue>,
+    ) -> TractResult<TVec<TValue>> {
+        let op = op
+            .downcast_ref::<WinogradConv>()
+            .context("a Winograd state runs a WinogradConv")?;
+        op.run(&mut self.buffers, inputs)
+    }
+
+    fn reset_lanes(&mut self, _lanes: &[LaneId]) -> TractResult<()> {
+        Ok(())
+    }
+}
+
+impl Op for WinogradConv {
+    fn name(&self) -> StaticName {
+        "WinogradConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.geo;
+        Ok(vec![format!(
+            "{} {}->{} ch {}x{} pad {},{} in {}",
+            self.tile.name(),
+            g.c,
+            g.o,
+            g.h,
+            g.w,
+            g.pad_top,
+            g.pad_left,
+            self.kernel_name()
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    fn as_typed(&self) -> Option<&dyn TypedOp> {
+        Some(self)
+    }
+}
+
+impl EvalOp for WinogradConv {
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        self.run(&mut Buffers::default(), inputs)
+    }
+
+    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
+        Ok(Some(self.run(&mut Buffers::default(), inputs)?))
+    }
+
+    fn state(&self, _ctx: &EvalContext) -> TractResult<Option<Box<dyn OpState>>> {
+        Ok(Some(Box::<WinogradState>::default()))
+    }
+}
+
+impl TypedOp for WinogradConv {
+    fn as_op(&self) -> &dyn Op {
+        self
+    }
+
+    fn as_op_mut(&mut self) -> &mut dyn Op {
+        self
+    }
+
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let g = &self.geo;
+        ensure!(inputs.len() == 1, "WinogradConv takes one input");
+        ensure!(
+            inputs[0].datum_type == f32::datum_type(),
+            "WinogradConv is f32 only"
+        );
+        ensure!(
+            inputs[0].shape.as_concrete() == Some(&[g.n, g.c, g.h, g.w][..]),
+            "WinogradConv built for input [{}, {}, {}, {}], got {:?}",
+            g.n,
+            g.c,
+            g.h,
+            g.w,
+            inputs[0].shape
+        );
+        Ok(tvec!(f32::fact([g.n, g.o, g.oh, g.ow])))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let g = &self.geo;
+        let fma = self.tile.points() * g.o * g.c * g.total_tiles(self.tile);
+        Ok(tvec!((Cost::FMA(f32::datum_type()), fma.to_dim())))
+    }
+}

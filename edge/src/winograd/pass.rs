@@ -1,0 +1,356 @@
+//! The model pass that gives each eligible `Conv` tract's path or Winograd's, measured per layer.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::runtime::RunOptions;
+
+use super::choice::ConvChoice;
+use super::op::{Geometry, WinogradConv};
+use super::transform::Tile;
+
+/// Largest max |Δ| against tract's convolution on a random input, relative to the layer's
+/// largest output, that a Winograd layer may have.
+pub const LAYER_TOLERANCE: f32 = 1e-4;
+
+/// `auto` takes Winograd for a layer only when it is at least this much faster than tract's
+/// convolution, so timing noise cannot pick a path that is not faster.
+const AUTO_MARGIN: f64 = 0.95;
+
+/// Timed runs per candidate at load (after one untimed run); the median decides. A layer whose
+/// untimed run took longer than [`LONG_RUN_MS`] gets [`LONG_RUNS`]: a whole-field plan's layers
+/// take tens of milliseconds each, and their timing is part of building the plan.
+const TIMED_RUNS: usize = 5;
+const LONG_RUN_MS: f64 = 10.0;
+const LONG_RUNS: usize = 3;
+
+/// One Winograd variant of a layer as measured at load.
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    pub tile: &'static str,
+    /// Max |Δ| against tract's convolution on a random input in [-1, 1].
+    pub max_abs_diff: f32,
+    /// `max_abs_diff` over the largest |output|.
+    pub relative_diff: f32,
+    /// Median time at load, milliseconds.
+    pub ms: f64,
+    pub kernel: String,
+}
+
+/// What the pass did with one convolution of the model.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    /// Node name (tract keeps the ONNX node's name).
+    pub node: String,
+    /// `C->O HxW kKxK sS`.
+    pub shape: String,
+    /// Floating-point operations of the direct convolution.
+    pub direct_flops: f64,
+    /// `tract` or the Winograd variant taken, e.g. `F(2x2,3x3)`.
+    pub path: String,
+    /// Why this path.
+    pub why: String,
+    /// tract's convolution of this layer timed at load, milliseconds (`auto` and `winograd`).
+    pub tract_ms: Option<f64>,
+    pub candidates: Vec<Candidate>,
+}
+
+/// What an eligible convolution needs to become a [`WinogradConv`].
+struct Layer {
+    geo: Geometry,
+    kernel: Arc<Tensor>,
+    bias: Arc<Tensor>,
+    /// One value per output channel.
+    bias_per_channel: Vec<f32>,
+}
+
+/// Declutters `typed`, applies `choice` to every convolution and optimises; with what it did to
+/// each convolution, in graph order.
+pub fn optimise(
+    typed: TypedModel,
+    choice: ConvChoice,
+    options: &RunOptions,
+) -> TractResult<(TypedModel, Vec<LayerReport>)> {
+    let mut model = typed.into_decluttered()?;
+    let convs: Vec<usize> = model
+        .eval_order()?
+        .into_iter()
+        .filter(|&id| model.nodes()[id].op_is::<Conv>())
+        .collect();
+    let mut reports = Vec::with_capacity(convs.len());
+    for id in convs {
+        let node = &model.nodes()[id];
+        let conv = node.op_as::<Conv>().expect("filtered above");
+        let facts = model.node_input_facts(id)?;
+        let direct_flops = 2.0
+            * conv
+                .cost(&facts)?
+                .iter()
+                .filter_map(|(_, n)| n.to_i64().ok())
+                .sum::<i64>() as f64;
+        let mut report = LayerReport {
+            node: node.name.clone(),
+            shape: describe(conv, &facts),
+            direct_flops,
+            path: "tract".into(),
+            why: String::new(),
+            tract_ms: None,
+            candidates: vec![],
+        };
+        let layer = match eligible(&model, node) {
+            Ok(layer) => layer,
+            Err(why) => {
+                report.why = why;
+                reports.push(report);
+                continue;
+            }
+        };
+        if choice == ConvChoice::Tract {
+            report.why = "--conv tract".into();
+            reports.push(report);
+            continue;
+        }
+        let op = decide(&mut report, node, &layer, choice, options)?;
+        drop(facts);
+        if let Some(op) = op {
+            replace(&mut model, id, op)?;
+        }
+        reports.push(report);
+    }
+    let mut model = model.into_compact()?;
+    model.optimize()?;
+    Ok((model, reports))
+}
+
+fn describe(conv: &Conv, facts: &[&TypedFact]) -> String {
+    let ps = &conv.pool_spec;
+    let hw = facts
+        .first()
+        .and_then(|f| f.shape.as_concrete())
+        .map(|s| s[s.len().saturating_sub(2)..].to_vec())
+        .unwrap_or_default();
+    format!(
+        "{}->{} {} k{} s{}",
+        ps.input_channels,
+        ps.output_channels,
+        hw.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x"),
+        ps.kernel_shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x"),
+        ps.strides()
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x"),
+    )
+}
+
+/// The layer when the Winograd op can compute it, else why not.
+fn eligible(model: &TypedModel, node: &TypedNode) -> Result<Layer, String> {
+    let conv = node.op_as::<Conv>().ok_or("not a convolution")?;
+    let ps = &conv.pool_spec;
+    if conv.q_params.is_some() {
+        return Err("quantised".into());
+    }
+    if conv.group != 1 {
+        return Err(format!("{} groups", conv.group));
+    }
+    if ps.kernel_shape[..] != [3, 3] {
+        return Err("not 3x3".into());
+    }
+    if ps.strides().iter().any(|s| *s != 1) || ps.dilations().iter().any(|d| *d != 1) {
+        return Err("strided or dilated".into());
+    }
+    if ps.data_format != DataFormat::NCHW || conv.kernel_fmt != KernelFormat::OIHW {
+        return Err("not NCHW with OIHW weights".into());
+    }
+    let fact = |i: usize| model.outlet_fact(node.inputs[i]).map_err(|e| e.to_string());
+    let input = fact(0)?;
+    let shape = match input.shape.as_concrete() {
+        Some(s) if s.len() == 4 && input.datum_type == f32::datum_type() => s.to_vec(),
+        _ => return Err("input not f32 of a fixed NCHW shape".into()),
+    };
+    let (c, o) = (ps.input_channels, ps.output_channels);
+    let kernel = fact(1)?
+        .konst
+        .clone()
+        .filter(|k| k.datum_type() == f32::datum_type() && k.shape() == [o, c, 3, 3])
+        .ok_or("weights not constant f32 [O,C,3,3]")?;
+    let bias = fact(2)?
+        .konst
+        .clone()
+        .filter(|b| b.datum_type() == f32::datum_type() && (b.len() == 1 || b.len() == o))
+        .ok_or("bias not constant f32")?;
+    let values = bias
+        .try_as_plain_ram()
+        .and_then(|v| v.as_slice::<f32>().map(|s| s.to_vec()))
+        .map_err(|e| e.to_string())?;
+    let bias_per_channel = if values.len() == o {
+        values
+    } else {
+        vec![values[0]; o]
+    };
+    let padding = ps.computed_padding(&shape[2..]);
+    Ok(Layer {
+        geo: Geometry {
+            n: shape[0],
+            c,
+            o,
+            h: shape[2],
+            w: shape[3],
+            pad_top: padding[0].pad_before,
+            pad_left: padding[1].pad_before,
+            oh: padding[0].convoluted,
+            ow: padding[1].convoluted,
+        },
+        kernel,
+        bias,
+        bias_per_channel,
+    })
+}
+
+/// Measures the layer's candidates and returns the op to put in its place, if any.
+fn decide(
+    report: &mut LayerReport,
+    node: &TypedNode,
+    layer: &Layer,
+    choice: ConvChoice,
+    options: &RunOptions,
+) -> TractResult<Option<WinogradConv>> {
+    let g = &layer.geo;
+    let input = random_input(&[g.n, g.c, g.h, g.w])?;
+    let reference = {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([g.n, g.c, g.h, g.w]))?;
+        let k = m.add_const("kernel", layer.kernel.clone())?;
+        let b = m.add_const("bias", layer.bias.clone())?;
+        let y = m.wire_node(&node.name, node.op.clone(), &[x, k, b])?;
+        m.select_output_outlets(&y)?;
+        m.into_optimized()?.into_runnable_with_options(options)?
+    };
+    let (expected, tract_ms) = run_timed(&reference, &input)?;
+    report.tract_ms = Some(tract_ms);
+    let scale = max_abs(&expected)?.max(f32::MIN_POSITIVE);
+    let kernel = layer.kernel.try_as_plain_ram()?;
+    let kernel = kernel.as_slice::<f32>()?;
+    let mut best: Option<(f64, WinogradConv)> = None;
+    for tile in Tile::ALL {
+        let op = WinogradConv::new(tile, g.clone(), kernel, &layer.bias_per_channel)?;
+        let plan = {
+            let mut m = TypedModel::default();
+            let x = m.add_source("x", f32::fact([g.n, g.c, g.h, g.w]))?;
+            let y = m.wire_node(&node.name, op.clone(), &[x])?;
+            m.select_output_outlets(&y)?;
+            m.into_runnable_with_options(options)?
+        };
+        let (got, ms) = run_timed(&plan, &input)?;
+        let diff = max_abs_diff(&expected, &got)?;
+        report.candidates.push(Candidate {
+            tile: tile.name(),
+            max_abs_diff: diff,
+            relative_diff: diff / scale,
+            ms,
+            kernel: op.kernel_name().to_string(),
+        });
+        if diff / scale <= LAYER_TOLERANCE && best.as_ref().is_none_or(|(b, _)| ms < *b) {
+            best = Some((ms, op));
+        }
+    }
+    let (path, why, op) = match (choice, best) {
+        (_, None) => (
+            "tract".to_string(),
+            format!("no Winograd variant within {LAYER_TOLERANCE:e} of tract"),
+            None,
+        ),
+        (ConvChoice::Auto, Some((ms, _))) if ms > AUTO_MARGIN * tract_ms => (
+            "tract".to_string(),
+            format!("faster than Winograd here ({tract_ms:.3} ms against {ms:.3})"),
+            None,
+        ),
+        (_, Some((ms, op))) => (
+            op.tile.name().to_string(),
+            format!("{ms:.3} ms against tract's {tract_ms:.3}"),
+            Some(op),
+        ),
+    };
+    report.path = path;
+    report.why = why;
+    Ok(op)
+}
+
+/// The plan's output for `input` and its median time over a few runs after one untimed.
+fn run_timed(plan: &Arc<TypedRunnableModel>, input: &Tensor) -> TractResult<(Tensor, f64)> {
+    let mut state = TypedSimpleState::new(plan)?;
+    let t = Instant::now();
+    let mut out = state.run(tvec![input.clone().into_tvalue()])?;
+    let runs = if t.elapsed().as_secs_f64() * 1e3 > LONG_RUN_MS {
+        LONG_RUNS
+    } else {
+        TIMED_RUNS
+    };
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        state.run(tvec![input.clone().into_tvalue()])?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((out.remove(0).into_tensor(), times[times.len() / 2]))
+}
+
+/// Deterministic values in [-1, 1].
+fn random_input(shape: &[usize]) -> TractResult<Tensor> {
+    let len: usize = shape.iter().product();
+    let mut s: u32 = 0x9E37_79B9;
+    let values: Vec<f32> = (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect();
+    Tensor::from_shape(shape, &values)
+}
+
+fn max_abs(t: &Tensor) -> TractResult<f32> {
+    let view = t.try_as_plain_ram()?;
+    Ok(view
+        .as_slice::<f32>()?
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs())))
+}
+
+/// Max |a - b| over two tensors of one shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> TractResult<f32> {
+    tract_onnx::tract_core::internal::ensure!(
+        a.shape() == b.shape(),
+        "shapes {:?} and {:?} differ",
+        a.shape(),
+        b.shape()
+    );
+    let (a, b) = (a.try_as_plain_ram()?, b.try_as_plain_ram()?);
+    Ok(a.as_slice::<f32>()?
+        .iter()
+        .zip(b.as_slice::<f32>()?)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs())))
+}
+
+/// Puts `op` in place of convolution `id`, fed by the convolution's data input.
+fn replace(model: &mut TypedModel, id: usize, op: WinogradConv) -> TractResult<()> {
+    let node = &model.nodes()[id];
+    let mut patch = TypedModelPatch::new(format!("winograd {}", node.name));
+    let x = patch.tap_model(model, node.inputs[0])?;
+    let y = patch.wire_node(&node.name, op, &[x])?[0];
+    patch.shunt_outside(model, OutletId::new(id, 0), y)?;
+    patch.obliterate(id)?;
+    patch.apply(model)
+}

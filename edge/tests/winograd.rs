@@ -1,0 +1,471 @@
+//! The Winograd convolution against tract's own, from random layers to the bundled model.
+
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::EvalOp;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::runtime::RunOptions;
+
+use histoscreen_edge::model::{LoadOptions, Model};
+use histoscreen_edge::preprocess::load_image;
+use histoscreen_edge::winograd::{self, ConvChoice, Geometry, Tile, WinogradConv};
+
+/// Max |Δ| against tract's convolution, relative to the layer's largest |output|, each tile
+/// must stay within on these layers (random weights of a He-like scale, inputs in [-1, 1]).
+/// Measured: F(2x2) up to 1.6e-6 and F(4x4) up to 1.0e-5, both on the 256-channel layer.
+const F2_TOLERANCE: f32 = 5e-6;
+const F4_TOLERANCE: f32 = 5e-5;
+
+/// Largest difference in any probability the bundled model may show between the two paths.
+const PROBABILITY_TOLERANCE: f32 = 1e-4;
+
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// One layer: batch, in and out channels, height, width, pads top, left, bottom, right.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    n: usize,
+    c: usize,
+    o: usize,
+    h: usize,
+    w: usize,
+    pads: [usize; 4],
+}
+
+impl Shape {
+    fn geometry(&self) -> Geometry {
+        let [pt, pl, pb, pr] = self.pads;
+        Geometry {
+            n: self.n,
+            c: self.c,
+            o: self.o,
+            h: self.h,
+            w: self.w,
+            pad_top: pt,
+            pad_left: pl,
+            oh: self.h + pt + pb - 2,
+            ow: self.w + pl + pr - 2,
+        }
+    }
+
+    fn kernel(&self, seed: u64) -> Vec<f32> {
+        values(
+            self.o * self.c * 9,
+            seed,
+            (2.0 / (9 * self.c) as f32).sqrt(),
+        )
+    }
+
+    fn input(&self, seed: u64) -> Tensor {
+        let v = values(self.n * self.c * self.h * self.w, seed, 1.0);
+        Tensor::from_shape(&[self.n, self.c, self.h, self.w], &v).unwrap()
+    }
+
+    /// The layer as tract's `Conv` in a one-node model.
+    fn tract_model(&self, kernel: &[f32], bias: &[f32]) -> TypedModel {
+        let [pt, pl, pb, pr] = self.pads;
+        let mut m = TypedModel::default();
+        let x = m
+            .add_source("x", f32::fact([self.n, self.c, self.h, self.w]))
+            .unwrap();
+        let k = m
+            .add_const(
+                "k",
+                Tensor::from_shape(&[self.o, self.c, 3, 3], kernel).unwrap(),
+            )
+            .unwrap();
+        let b = m
+            .add_const("b", Tensor::from_shape(&[self.o], bias).unwrap())
+            .unwrap();
+        let spec = PoolSpec::new(
+            DataFormat::NCHW,
+            tvec![3, 3],
+            PaddingSpec::Explicit(tvec![pt, pl], tvec![pb, pr]),
+            None,
+            None,
+            self.c,
+            self.o,
+        );
+        let conv = Conv::new(spec, KernelFormat::OIHW, 1, None);
+        let y = m.wire_node("conv", conv, &[x, k, b]).unwrap();
+        m.select_output_outlets(&y).unwrap();
+        m
+    }
+}
+
+fn run_plan(model: TypedModel, input: &Tensor, options: &RunOptions) -> Tensor {
+    let plan = model.into_runnable_with_options(options).unwrap();
+    let mut state = TypedSimpleState::new(&plan).unwrap();
+    // Twice: the second run reuses the op's buffers, which must not change the answer.
+    let first = state.run(tvec![input.clone().into_tvalue()]).unwrap();
+    let mut second = state.run(tvec![input.clone().into_tvalue()]).unwrap();
+    assert_eq!(
+        winograd::max_abs_diff(
+            &first[0].clone().into_tensor(),
+            &second[0].clone().into_tensor()
+        )
+        .unwrap(),
+        0.0,
+        "a second run of the same plan differs"
+    );
+    second.remove(0).into_tensor()
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    let v = t.try_as_plain_ram().unwrap();
+    v.as_slice::<f32>()
+        .unwrap()
+        .iter()
+        .fold(0f32, |m, x| m.max(x.abs()))
+}
+
+const SHAPES: [Shape; 6] = [
+    // a 3-channel first layer, "same" padding
+    Shape {
+        n: 1,
+        c: 3,
+        o: 4,
+        h: 8,
+        w: 8,
+        pads: [1, 1, 1, 1],
+    },
+    // AlexNet conv3-5's 13x13 (odd: the last tile hangs over)
+    Shape {
+        n: 1,
+        c: 16,
+        o: 24,
+        h: 13,
+        w: 13,
+        pads: [1, 1, 1, 1],
+    },
+    // no padding, batch 2, channels that fill no panel
+    Shape {
+        n: 2,
+        c: 5,
+        o: 7,
+        h: 9,
+        w: 11,
+        pads: [0, 0, 0, 0],
+    },
+    // lopsided padding, a wide-short map
+    Shape {
+        n: 1,
+        c: 9,
+        o: 20,
+        h: 6,
+        w: 17,
+        pads: [2, 0, 1, 3],
+    },
+    // a single output row
+    Shape {
+        n: 1,
+        c: 4,
+        o: 3,
+        h: 3,
+        w: 10,
+        pads: [0, 1, 0, 1],
+    },
+    // wide enough for several blocks of tiles per product
+    Shape {
+        n: 1,
+        c: 256,
+        o: 256,
+        h: 30,
+        w: 30,
+        pads: [1, 1, 1, 1],
+    },
+];
+
+#[test]
+fn random_layers_match_tract_conv() {
+    let two_threads = RunOptions {
+        executor: Some(Executor::multithread(2)),
+        ..RunOptions::default()
+    };
+    for (i, shape) in SHAPES.iter().enumerate() {
+        let kernel = shape.kernel(i as u64 + 1);
+        let bias = values(shape.o, i as u64 + 100, 0.1);
+        let input = shape.input(i as u64 + 200);
+        let tract = run_plan(
+            shape.tract_model(&kernel, &bias).into_optimized().unwrap(),
+            &input,
+            &RunOptions::default(),
+        );
+        let scale = max_abs(&tract);
+        assert!(scale > 0.0, "{shape:?}: tract's output is all zero");
+        for tile in Tile::ALL {
+            let op = WinogradConv::new(tile, shape.geometry(), &kernel, &bias).unwrap();
+            let mut m = TypedModel::default();
+            let x = m
+                .add_source("x", f32::fact([shape.n, shape.c, shape.h, shape.w]))
+                .unwrap();
+            let y = m.wire_node("winograd", op, &[x]).unwrap();
+            m.select_output_outlets(&y).unwrap();
+            let one = run_plan(m.clone(), &input, &RunOptions::default());
+            let two = run_plan(m, &input, &two_threads);
+            let tolerance = match tile {
+                Tile::F2 => F2_TOLERANCE,
+                Tile::F4 => F4_TOLERANCE,
+            };
+            for (threads, got) in [(1, &one), (2, &two)] {
+                let diff = winograd::max_abs_diff(&tract, got).unwrap();
+                eprintln!(
+                    "{shape:?} {} {threads} thread(s): max |d| {diff:.3e}, relative {:.3e}",
+                    tile.name(),
+                    diff / scale
+                );
+                assert!(
+                    diff <= tolerance * scale,
+                    "{shape:?} {} at {threads} thread(s): max |d| {diff:e} over {:e} x {scale}",
+                    tile.name(),
+                    tolerance
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn out_of_plan_eval_matches_the_plan() {
+    let shape = SHAPES[1];
+    let kernel = shape.kernel(7);
+    let bias = values(shape.o, 8, 0.1);
+    let input = shape.input(9);
+    let op = WinogradConv::new(Tile::F4, shape.geometry(), &kernel, &bias).unwrap();
+    let out = multithread_tract_scope(Executor::multithread(2), || {
+        op.eval_out_of_plan(tvec![input.clone().into_tvalue()])
+    })
+    .unwrap()
+    .unwrap();
+    let tract = run_plan(
+        shape.tract_model(&kernel, &bias).into_optimized().unwrap(),
+        &input,
+        &RunOptions::default(),
+    );
+    let diff = winograd::max_abs_diff(&tract, &out[0].clone().into_tensor()).unwrap();
+    assert!(diff <= F4_TOLERANCE * max_abs(&tract), "max |d| {diff:e}");
+}
+
+#[test]
+fn wrong_weights_are_refused() {
+    let shape = SHAPES[0];
+    let err = WinogradConv::new(Tile::F2, shape.geometry(), &[0.0; 5], &[0.0; 4]).unwrap_err();
+    assert!(err.to_string().contains("kernel has 5 values"), "{err}");
+}
+
+/// A model with one eligible convolution between two that are not (5x5, and 3x3 stride 2).
+fn mixed_model() -> (TypedModel, Tensor) {
+    let mut m = TypedModel::default();
+    let mut x = m.add_source("x", f32::fact([1, 3, 20, 20])).unwrap();
+    let layers: [(usize, usize, usize, usize, usize); 3] =
+        [(3, 8, 5, 1, 2), (8, 12, 3, 1, 1), (12, 6, 3, 2, 1)];
+    for (i, (c, o, k, stride, pad)) in layers.into_iter().enumerate() {
+        let w = values(
+            o * c * k * k,
+            i as u64 + 30,
+            (2.0 / (k * k * c) as f32).sqrt(),
+        );
+        let kernel = m
+            .add_const(
+                format!("k{i}"),
+                Tensor::from_shape(&[o, c, k, k], &w).unwrap(),
+            )
+            .unwrap();
+        let bias = m
+            .add_const(
+                format!("b{i}"),
+                Tensor::from_shape(&[o], &values(o, 40, 0.1)).unwrap(),
+            )
+            .unwrap();
+        let spec = PoolSpec::new(
+            DataFormat::NCHW,
+            tvec![k, k],
+            PaddingSpec::Explicit(tvec![pad, pad], tvec![pad, pad]),
+            None,
+            Some(tvec![stride, stride]),
+            c,
+            o,
+        );
+        x = m
+            .wire_node(
+                format!("conv{i}"),
+                Conv::new(spec, KernelFormat::OIHW, 1, None),
+                &[x, kernel, bias],
+            )
+            .unwrap()[0];
+    }
+    m.select_output_outlets(&[x]).unwrap();
+    let v = values(3 * 20 * 20, 50, 1.0);
+    (m, Tensor::from_shape(&[1, 3, 20, 20], &v).unwrap())
+}
+
+#[test]
+fn the_pass_replaces_eligible_convolutions_only() {
+    let (model, input) = mixed_model();
+    let options = RunOptions::default();
+    let expected = run_plan(model.clone().into_optimized().unwrap(), &input, &options);
+    let (optimised, reports) =
+        winograd::optimise(model.clone(), ConvChoice::Winograd, &options).unwrap();
+    let replaced: Vec<&str> = optimised
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<WinogradConv>())
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(replaced, ["conv1"]);
+    let paths: Vec<(&str, &str)> = reports
+        .iter()
+        .map(|r| (r.node.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(paths[0], ("conv0", "tract"));
+    assert!(paths[1].1.starts_with("F("), "{paths:?}");
+    assert_eq!(paths[2], ("conv2", "tract"));
+    assert_eq!(reports[0].why, "not 3x3");
+    assert_eq!(reports[2].why, "strided or dilated");
+    assert_eq!(reports[1].candidates.len(), 2);
+    let got = run_plan(optimised, &input, &options);
+    let diff = winograd::max_abs_diff(&expected, &got).unwrap();
+    assert!(
+        diff <= F4_TOLERANCE * max_abs(&expected),
+        "max |d| {diff:e}"
+    );
+
+    // tract keeps every convolution and measures nothing.
+    let (kept, reports) = winograd::optimise(model, ConvChoice::Tract, &options).unwrap();
+    assert!(!kept.nodes().iter().any(|n| n.op_is::<WinogradConv>()));
+    assert!(reports
+        .iter()
+        .all(|r| r.path == "tract" && r.tract_ms.is_none()));
+    assert_eq!(reports[1].why, "--conv tract");
+}
+
+#[test]
+fn conv_choice_parses_names_and_refuses_others() {
+    assert_eq!("auto".parse::<ConvChoice>().unwrap(), ConvChoice::Auto);
+    assert_eq!(
+        " Winograd ".parse::<ConvChoice>().unwrap(),
+        ConvChoice::Winograd
+    );
+    let err = "fast".parse::<ConvChoice>().unwrap_err();
+    assert_eq!(err, "'fast' is not auto, tract or winograd");
+    assert_eq!(
+        ConvChoice::resolve(Some(ConvChoice::Tract)).unwrap(),
+        ConvChoice::Tract
+    );
+}
+
+fn bundled() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/histoscreen-alexnet-compact.onnx"
+    ))
+}
+
+fn samples() -> Vec<std::path::PathBuf> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/samples");
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    found.sort();
+    found
+}
+
+#[test]
+fn bundled_model_gives_tracts_probabilities_through_winograd() {
+    let load = |conv, threads| {
+        Model::load_with(
+            &bundled(),
+            &LoadOptions {
+                conv: Some(conv),
+                threads,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let tract = load(ConvChoice::Tract, 1);
+    let wino = load(ConvChoice::Winograd, 2);
+    assert_eq!(wino.conv_choice(), ConvChoice::Winograd);
+    // conv3-5 are AlexNet's 3x3 stride-1 layers; conv1 (11x11/4) and conv2 (5x5) stay tract's.
+    let paths: Vec<(&str, &str)> = wino
+        .conv_layers()
+        .iter()
+        .map(|l| (l.node.as_str(), l.path.as_str()))
+        .collect();
+    assert_eq!(paths.len(), 5, "{paths:?}");
+    assert_eq!(&paths[..2], [("conv1", "tract"), ("conv2", "tract")]);
+    assert!(
+        paths[2..].iter().all(|(_, p)| p.starts_with("F(")),
+        "{paths:?}"
+    );
+    for l in wino.conv_layers() {
+        for c in &l.candidates {
+            eprintln!(
+                "{} {} {}: max |d| {:.2e} (relative {:.2e})",
+                l.node, l.shape, c.tile, c.max_abs_diff, c.relative_diff
+            );
+            assert!(c.relative_diff <= F4_TOLERANCE, "{} {}", l.node, c.tile);
+        }
+    }
+    let mut worst = 0f32;
+    let images = samples();
+    assert_eq!(images.len(), 8);
+    for path in &images {
+        let img = load_image(path).unwrap();
+        let a = tract.classify_at(&img, None).unwrap();
+        let b = wino.classify_at(&img, None).unwrap();
+        let d = (a.probs[0] - b.probs[0])
+            .abs()
+            .max((a.probs[1] - b.probs[1]).abs());
+        worst = worst.max(d);
+        assert!(
+            d <= PROBABILITY_TOLERANCE,
+            "{}: tract {:?}, winograd {:?}",
+            path.display(),
+            a.probs,
+            b.probs
+        );
+        assert_eq!(a.label, b.label, "{}", path.display());
+    }
+    eprintln!(
+        "centre tiles: max |d p| {worst:.2e} over {} images",
+        images.len()
+    );
+    // The whole-field form gets the pass too: every tile of the map agrees.
+    let img = load_image(&images[0]).unwrap();
+    let a = tract.screen(&img, None).unwrap();
+    let b = wino.screen(&img, None).unwrap();
+    let (w, h) = img.dimensions();
+    let dense = wino.field_conv_layers(w, h).unwrap();
+    assert!(
+        dense.iter().filter(|l| l.path.starts_with("F(")).count() == 3,
+        "{:?}",
+        dense.iter().map(|l| &l.path).collect::<Vec<_>>()
+    );
+    assert_eq!(a.map.values.len(), b.map.values.len());
+    let d = a
+        .map
+        .values
+        .iter()
+        .zip(&b.map.values)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    eprintln!(
+        "whole field {w}x{h}: {} tiles, max |d p| {d:.2e}",
+        a.map.values.len()
+    );
+    assert!(d <= PROBABILITY_TOLERANCE, "whole field: max |d p| {d:e}");
+    assert!((a.p_malignant - b.p_malignant).abs() <= PROBABILITY_TOLERANCE);
+}
