@@ -270,7 +270,7 @@ classify_arm() {
     tenv=$(tract_env_for "$cpu")
     echo "qemu -cpu $cpu, ${tenv:-no tract overrides}"
     # shellcheck disable=SC2086
-    if ! env QEMU_CPU="$cpu" $tenv RUST_LOG=warn,tract_linalg=debug \
+    if ! env QEMU_CPU="$cpu" $tenv $CONV_ENV RUST_LOG=warn,tract_linalg=debug \
         timeout 900 qemu-aarch64-static "$ABIN" classify --model "$MODEL" --format jsonl \
         --threads 1 $VIEW_ARGS $INPUTS >"$OUT/$cpu.jsonl" 2>"$OUT/$cpu.log"; then
         cat "$OUT/$cpu.log" >&2
@@ -336,6 +336,8 @@ compare() {
 
 status=0
 overall=0
+# Extra environment of the aarch64 runs: the Winograd pass below sets HISTOSCREEN_CONV.
+CONV_ENV=""
 for MODEL in "${MODELS[@]}"; do
     name=$(basename "$MODEL" .onnx)
     OUT=$WORK/$name
@@ -359,6 +361,17 @@ for MODEL in "${MODELS[@]}"; do
     echo "--- $name (tolerance $TOL)"
     if ! compare | tee "$OUT/parity.txt"; then status=1; fi
     overall=$(awk -v a="$overall" -F= '/^max_abs_diff=/ { b = $2 + 0; print (b > a ? b : a); found = 1 } END { if (!found) print a }' "$OUT/parity.txt")
+    # The edge's own Winograd convolutions (conv3-5, --conv winograd) on ARM against tract's
+    # convolution on x86, centre tiles: the same op must give the same probabilities there.
+    if grep -q '"precision": "f32"' "${MODEL%.onnx}.json"; then
+        CONV_ENV="HISTOSCREEN_CONV=winograd"
+        stage "classify aarch64 ($CPUS) $name, --conv winograd" classify_arm_all
+        CONV_ENV=""
+        grep -h "winograd" "$OUT"/*.log | sort -u | head -n 8 || true
+        echo "--- $name, Winograd on aarch64 against tract on x86 (tolerance $TOL)"
+        if ! compare | tee "$OUT/parity.txt"; then status=1; fi
+        overall=$(awk -v a="$overall" -F= '/^max_abs_diff=/ { b = $2 + 0; print (b > a ? b : a); found = 1 } END { if (!found) print a }' "$OUT/parity.txt")
+    fi
 done
 echo "::: aarch64 stages done in $((SECONDS - t0)) s; ${#MODELS[@]} model(s), tolerance $TOL"
 echo "max_abs_diff=$overall"
