@@ -58,13 +58,10 @@ fn corrupt_png_is_listed_and_training_goes_on() {
     let bad = data.path().join("SOB_B_A-14-99999-100-001.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
     let out = tempfile::tempdir().unwrap();
-    let o = run(train_bin()
-        .arg("train")
-        .arg("--data")
-        .arg(data.path())
-        .arg("--out")
-        .arg(out.path())
-        .args([
+    let o = train(
+        data.path(),
+        out.path(),
+        &[
             "--val-fraction",
             "0",
             "--epochs",
@@ -72,7 +69,8 @@ fn corrupt_png_is_listed_and_training_goes_on() {
             "--feature-views",
             "1",
             "--quiet",
-        ]));
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();

@@ -22,13 +22,10 @@ fn trained() -> &'static (PathBuf, PathBuf) {
         let _ = std::fs::remove_dir_all(&root);
         let (data, out) = (root.join("data"), root.join("out"));
         copy_few_patients(2, 3, &data);
-        let o = run(train_bin()
-            .arg("train")
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(&out)
-            .args([
+        let o = train(
+            &data,
+            &out,
+            &[
                 "--val-fraction",
                 "0.5",
                 "--epochs",
@@ -36,7 +33,8 @@ fn trained() -> &'static (PathBuf, PathBuf) {
                 "--feature-views",
                 "1",
                 "--quiet",
-            ]));
+            ],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         (out, data)
     })

@@ -29,13 +29,10 @@ fn holdout_training_is_patient_disjoint_and_eval_matches_card() {
     let all = tempfile::tempdir().unwrap();
     copy_few_patients(5, 8, all.path());
     let out = tempfile::tempdir().unwrap();
-    let o = run(train_bin()
-        .arg("train")
-        .arg("--out")
-        .arg(out.path())
-        .arg("--data")
-        .arg(all.path())
-        .args([
+    let o = train(
+        all.path(),
+        out.path(),
+        &[
             "--epochs",
             "2",
             "--seed",
@@ -46,7 +43,8 @@ fn holdout_training_is_patient_disjoint_and_eval_matches_card() {
             "--feature-views",
             "1",
             "--quiet",
-        ]));
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
 
     let report = json(&out.path().join("report.json"));
@@ -120,13 +118,10 @@ fn kfold_reports_every_fold_and_trains_the_export_on_all_patients() {
     // Three patients of each class, a few images each: enough for 3 folds, quick to train.
     copy_few_patients(3, 4, data.path());
     let out = tempfile::tempdir().unwrap();
-    let o = run(train_bin()
-        .arg("train")
-        .arg("--data")
-        .arg(data.path())
-        .arg("--out")
-        .arg(out.path())
-        .args([
+    let o = train(
+        data.path(),
+        out.path(),
+        &[
             "--folds",
             "3",
             "--epochs",
@@ -134,7 +129,8 @@ fn kfold_reports_every_fold_and_trains_the_export_on_all_patients() {
             "--select-fraction",
             "0.3",
             "--quiet",
-        ]));
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let report = json(&out.path().join("report.json"));
     let runs = report["runs"].as_array().unwrap();
@@ -161,13 +157,10 @@ fn stain_normalised_folds_fit_their_own_reference_and_score_colour_shifts() {
     let data = tempfile::tempdir().unwrap();
     copy_few_patients(2, 3, data.path());
     let out = tempfile::tempdir().unwrap();
-    let o = run(train_bin()
-        .arg("train")
-        .arg("--data")
-        .arg(data.path())
-        .arg("--out")
-        .arg(out.path())
-        .args([
+    let o = train(
+        data.path(),
+        out.path(),
+        &[
             "--folds",
             "2",
             "--epochs",
@@ -181,7 +174,8 @@ fn stain_normalised_folds_fit_their_own_reference_and_score_colour_shifts() {
             "--colour-shift",
             "gamma-0.8,jpeg-70",
             "--quiet",
-        ]));
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let report = json(&out.path().join("report.json"));
     assert_eq!(report["config"]["stain_norm"], true);

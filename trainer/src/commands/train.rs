@@ -212,19 +212,9 @@ impl<'a> RunInputs<'a> {
         })
     }
 
-    /// `set` (images of the run's training patients) as the run trains on them.
-    fn view<'b>(&'b self, set: &[&'b LoadedImage]) -> Vec<&'b LoadedImage> {
-        match &self.normalised {
-            None => set.to_vec(),
-            Some(all) => set
-                .iter()
-                .map(|x| {
-                    all.iter()
-                        .find(|n| n.sample.path == x.sample.path)
-                        .expect("every training image was normalised")
-                })
-                .collect(),
-        }
+    /// The images the run trains on: its training patients' normalised, or `all` as they are.
+    fn images<'b>(&'b self, all: &'b [LoadedImage]) -> &'b [LoadedImage] {
+        self.normalised.as_deref().unwrap_or(all)
     }
 
     fn bank(&self) -> Option<&FeatureBank> {
@@ -424,8 +414,8 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
             shared_bank.as_ref(),
             job.progress,
         )?;
-        let fit_set = inputs.view(&by_patients(&images, &inner.train));
-        let select_set = inputs.view(&by_patients(&images, &inner.test));
+        let fit_set = by_patients(inputs.images(&images), &inner.train);
+        let select_set = by_patients(inputs.images(&images), &inner.test);
         tracing::info!(
             "run {}/{}: fit {} images ({} patients), select {} images ({} patients), test {} images ({} patients)",
             i + 1,
@@ -523,7 +513,7 @@ pub fn train_command(job: &TrainJob, stop: StopFlag) -> Result<TrainReport> {
             shared_bank.as_ref(),
             job.progress,
         )?;
-        let refs = inputs.view(&all);
+        let refs: Vec<&LoadedImage> = inputs.images(&images).iter().collect();
         tracing::info!(
             "final model: {} images from {} patients, {e} epochs",
             refs.len(),

@@ -44,6 +44,17 @@ pub fn run(cmd: &mut Command) -> Output {
         .expect("run histoscreen-train")
 }
 
+/// `histoscreen-train train --data DATA --out OUT ARGS...`, run to completion.
+pub fn train(data: &Path, out: &Path, args: &[&str]) -> Output {
+    run(train_bin()
+        .arg("train")
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(args))
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
