@@ -361,7 +361,7 @@ for MODEL in "${MODELS[@]}"; do
     echo "--- $name (tolerance $TOL)"
     if ! compare | tee "$OUT/parity.txt"; then status=1; fi
     overall=$(awk -v a="$overall" -F= '/^max_abs_diff=/ { b = $2 + 0; print (b > a ? b : a); found = 1 } END { if (!found) print a }' "$OUT/parity.txt")
-    # The edge's own Winograd convolutions (conv3-5, --conv winograd) on ARM against tract's
+    # The edge's own Winograd convolutions (all five layers, --conv winograd) on ARM against tract's
     # convolution on x86, centre tiles: the same op must give the same probabilities there.
     if grep -q '"precision": "f32"' "${MODEL%.onnx}.json"; then
         CONV_ENV="HISTOSCREEN_CONV=winograd"

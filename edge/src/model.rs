@@ -37,7 +37,7 @@ pub struct LoadOptions {
     pub batch: usize,
     /// Refuse a file whose sha256 differs from the card.
     pub verify_checksum: bool,
-    /// Path of the 3x3 stride-1 convolutions; `None`: `HISTOSCREEN_CONV`, else the default.
+    /// Path of the convolutions (tract's or Winograd's); `None`: `HISTOSCREEN_CONV`, else the default.
     pub conv: Option<ConvChoice>,
 }
 

@@ -41,9 +41,10 @@ pub struct ModelArgs {
     /// Measure again even when a choice for this CPU and these files is cached.
     #[arg(long)]
     pub retime: bool,
-    /// Path of the 3x3 stride-1 convolutions: `tract`'s own, `winograd` (F(2x2) or F(4x4) per
-    /// layer, whichever is faster among those whose numerics hold), or `auto` (per layer, the
-    /// faster of the two, timed once at load) [default: $HISTOSCREEN_CONV, else tract].
+    /// Path of the convolutions: `tract`'s own, `winograd` (per layer the fastest Winograd form
+    /// whose numerics hold: 3x3 and 5x5 layers, strided ones after space-to-depth), or `auto`
+    /// (per layer, the faster of tract's and Winograd's, timed once at load)
+    /// [default: $HISTOSCREEN_CONV, else tract].
     #[arg(long, value_name = "auto|tract|winograd")]
     pub conv: Option<crate::winograd::ConvChoice>,
 }

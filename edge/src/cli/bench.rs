@@ -35,9 +35,10 @@ pub struct BenchArgs {
     /// Matrix-multiply threads (0 = all cores).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Path of the 3x3 stride-1 convolutions: `tract`'s own, `winograd` (F(2x2) or F(4x4) per
-    /// layer, whichever is faster among those whose numerics hold), or `auto` (per layer, the
-    /// faster of the two, timed once at load) [default: $HISTOSCREEN_CONV, else tract].
+    /// Path of the convolutions: `tract`'s own, `winograd` (per layer the fastest Winograd form
+    /// whose numerics hold: 3x3 and 5x5 layers, strided ones after space-to-depth), or `auto`
+    /// (per layer, the faster of tract's and Winograd's, timed once at load)
+    /// [default: $HISTOSCREEN_CONV, else tract].
     #[arg(long, value_name = "auto|tract|winograd")]
     conv: Option<crate::winograd::ConvChoice>,
     /// Input image (default: a shared BreakHis image).
@@ -575,19 +576,24 @@ fn table(r: &BenchReport) -> String {
     ));
     s.push_str(&format!("p_malignant  {:.4}\n", r.p_malignant));
     for f in &r.field {
+        // --dense-only times no tile-by-tile pass: NaN there means "not timed".
+        let against = if f.tiles_ms.is_finite() {
+            format!(
+                "tile by tile {:>9.1} ms  -> {:.1}x faster; cost {:.2}x area x one tile ({:.2} ms)",
+                f.tiles_ms, f.speedup, f.cost_vs_area, f.tile_ms
+            )
+        } else {
+            "tile by tile not timed (--dense-only)".to_string()
+        };
         s.push_str(&format!(
             "field {:>9} {:>2}x{:<2} tiles  dense p50 {:>8.2} ms  p99 {:>8.2} ms  (plan {:.0} ms)  \
-             tile by tile {:>9.1} ms  -> {:.1}x faster; cost {:.2}x area x one tile ({:.2} ms); peak {}\n",
+             {against}; peak {}\n",
             format!("{}x{}", f.width, f.height),
             f.rows,
             f.cols,
             f.dense_ms.p50,
             f.dense_ms.p99,
             f.plan_ms,
-            f.tiles_ms,
-            f.speedup,
-            f.cost_vs_area,
-            f.tile_ms,
             mib(f.peak_rss_mib)
         ));
     }

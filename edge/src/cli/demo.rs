@@ -20,9 +20,10 @@ pub struct DemoArgs {
     /// Folder of sample images (default: models/samples).
     #[arg(long)]
     samples: Option<PathBuf>,
-    /// Path of the 3x3 stride-1 convolutions: `tract`'s own, `winograd` (F(2x2) or F(4x4) per
-    /// layer, whichever is faster among those whose numerics hold), or `auto` (per layer, the
-    /// faster of the two, timed once at load) [default: $HISTOSCREEN_CONV, else tract].
+    /// Path of the convolutions: `tract`'s own, `winograd` (per layer the fastest Winograd form
+    /// whose numerics hold: 3x3 and 5x5 layers, strided ones after space-to-depth), or `auto`
+    /// (per layer, the faster of tract's and Winograd's, timed once at load)
+    /// [default: $HISTOSCREEN_CONV, else tract].
     #[arg(long, value_name = "auto|tract|winograd")]
     conv: Option<crate::winograd::ConvChoice>,
 }

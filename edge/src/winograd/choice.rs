@@ -7,7 +7,7 @@ use clap::ValueEnum;
 /// Environment variable read when no `--conv` is given.
 pub const CONV_ENV: &str = "HISTOSCREEN_CONV";
 
-/// Which path the eligible convolutions (3x3, stride 1, f32) take.
+/// Which path the eligible convolutions (f32, 3x3 or 5x5, or strided ones that are 3x3 or 5x5 after space-to-depth) take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConvChoice {
@@ -17,7 +17,7 @@ pub enum ConvChoice {
     /// tract's own convolution everywhere.
     #[default]
     Tract,
-    /// Winograd wherever its numerics hold (the faster of F(2x2) and F(4x4)), even if slower.
+    /// Winograd wherever its numerics hold (the fastest of its tile sizes), even if slower.
     Winograd,
 }
 

@@ -1,17 +1,28 @@
-//! The F(2x2,3x3) and F(4x4,3x3) Winograd transforms, written out term by term over lanes of tiles.
+//! Winograd F(m x m, r x r) transforms: F(2x2,3x3) and F(4x4,3x3) written out term by term, the others built from their interpolation points.
 
-/// Which Winograd algorithm: the output tile side `m` of F(m x m, 3x3).
+use std::sync::OnceLock;
+
+/// Which Winograd algorithm: F(m x m, r x r), output tile side `m`, kernel side `r`.
 ///
 /// Each transform is applied as two 1D passes (rows, then columns). A pass works on `len` lanes
-/// at once, one lane per tile, so the inner loops run along contiguous lanes and vectorise; the
-/// matrices are spelled out rather than multiplied because a multiplication by zero cannot be
-/// optimised away in IEEE arithmetic.
+/// at once, one lane per tile, so the inner loops run along contiguous lanes and vectorise.
+/// F(2x2,3x3) and F(4x4,3x3) are spelled out, because a multiplication by zero cannot be
+/// optimised away in IEEE arithmetic; the rest run over their matrices' non-zero terms, built
+/// in f64 by Cook-Toom from their interpolation points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Tile {
     /// F(2x2,3x3): 16 products, 2.25x fewer multiplications than direct, nearly exact.
     F2,
+    /// F(3x3,3x3): 25 products, 3.2x fewer multiplications; fits 13x13 maps with less overhang.
+    F3,
     /// F(4x4,3x3): 36 products, 4x fewer multiplications, a few more rounding errors.
     F4,
+    /// F(2x2,5x5): 36 products, 2.8x fewer multiplications.
+    F2R5,
+    /// F(3x3,5x5): 49 products, 4.6x fewer multiplications.
+    F3R5,
+    /// F(4x4,5x5): 64 products, 6.25x fewer multiplications, the most rounding.
+    F4R5,
 }
 
 /// G of F(2,3): the 3-tap kernel to the 4 transformed points.
@@ -32,21 +43,150 @@ const G4: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
+/// The finite interpolation points of the algorithms with `n` = m + r - 1 points (the last
+/// point is always infinity). Small integers and halves keep every transform coefficient a
+/// dyadic number, exact in f32.
+fn finite_points(n: usize) -> &'static [f64] {
+    match n {
+        4 => &[0.0, 1.0, -1.0],
+        5 => &[0.0, 1.0, -1.0, 2.0],
+        6 => &[0.0, 1.0, -1.0, 2.0, -2.0],
+        7 => &[0.0, 1.0, -1.0, 2.0, -2.0, 0.5],
+        8 => &[0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5],
+        _ => unreachable!("no Winograd tile has {n} points"),
+    }
+}
+
+/// Rows of a transform matrix, each as its non-zero `(column, coefficient)` terms.
+type Sparse = Vec<Vec<(usize, f32)>>;
+
+/// The three matrices of one algorithm: y = Aᵀ [(G g) ⊙ (Bᵀ d)] along one axis.
+struct Matrices {
+    /// Bᵀ, n x n.
+    bt: Sparse,
+    /// Aᵀ, m x n.
+    at: Sparse,
+    /// G, n x r, in f64: the weights are transformed once, at load.
+    g: Vec<Vec<f64>>,
+}
+
+impl Matrices {
+    /// Cook-Toom: evaluate at the points, multiply, interpolate, then transpose the polynomial
+    /// product into the correlation a layer computes. Bᵀ is the transposed interpolation
+    /// matrix; each finite point's row is scaled by prod(p_i - p_j) (and its row of G divided by
+    /// it), which turns Bᵀ's rows into the integer or dyadic coefficients of prod(x - p_j).
+    fn build(m: usize, r: usize) -> Matrices {
+        let n = m + r - 1;
+        let pts = finite_points(n);
+        // Coefficients (constant first) of prod over `roots` of (x - root).
+        let poly = |roots: &mut dyn Iterator<Item = f64>| {
+            let mut c = vec![1.0f64];
+            for root in roots {
+                let mut next = vec![0.0; c.len() + 1];
+                for (i, v) in c.iter().enumerate() {
+                    next[i + 1] += v;
+                    next[i] -= root * v;
+                }
+                c = next;
+            }
+            c
+        };
+        let mut bt = Vec::with_capacity(n);
+        let mut g = Vec::with_capacity(n);
+        for (i, &p) in pts.iter().enumerate() {
+            let others = poly(
+                &mut pts
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, q)| *q),
+            );
+            bt.push(others);
+            let f: f64 = pts
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, q)| p - q)
+                .product();
+            g.push((0..r).map(|k| p.powi(k as i32) / f).collect::<Vec<_>>());
+        }
+        bt.push(poly(&mut pts.iter().copied()));
+        g.push((0..r).map(|k| if k == r - 1 { 1.0 } else { 0.0 }).collect());
+        let mut at = vec![vec![0.0f64; n]; m];
+        for (i, row) in at.iter_mut().enumerate() {
+            for (j, &p) in pts.iter().enumerate() {
+                row[j] = p.powi(i as i32);
+            }
+            row[n - 1] = if i == m - 1 { 1.0 } else { 0.0 };
+        }
+        let sparse = |rows: &[Vec<f64>]| -> Sparse {
+            rows.iter()
+                .map(|row| {
+                    row.iter()
+                        .enumerate()
+                        .filter(|(_, v)| **v != 0.0)
+                        .map(|(j, v)| (j, *v as f32))
+                        .collect()
+                })
+                .collect()
+        };
+        Matrices {
+            bt: sparse(&bt),
+            at: sparse(&at),
+            g,
+        }
+    }
+}
+
+/// `dst[k] = sum_j rows[k][j] * src[j]` over `len` lanes (source row j at `src[j * ss..]`,
+/// destination row k at `dst[k * ds..]`).
+fn apply(rows: &Sparse, src: &[f32], ss: usize, dst: &mut [f32], ds: usize, len: usize) {
+    for (k, terms) in rows.iter().enumerate() {
+        let d = &mut dst[k * ds..k * ds + len];
+        let (first, rest) = terms.split_first().expect("no transform row is all zero");
+        let s = &src[first.0 * ss..first.0 * ss + len];
+        for (d, s) in d.iter_mut().zip(s) {
+            *d = first.1 * s;
+        }
+        for &(j, c) in rest {
+            let s = &src[j * ss..j * ss + len];
+            for (d, s) in d.iter_mut().zip(s) {
+                *d += c * s;
+            }
+        }
+    }
+}
+
 impl Tile {
-    /// Both, smallest first.
-    pub const ALL: [Tile; 2] = [Tile::F2, Tile::F4];
+    /// Every algorithm for an `r` x `r` kernel, fewest products first.
+    pub fn for_kernel(r: usize) -> &'static [Tile] {
+        match r {
+            3 => &[Tile::F2, Tile::F3, Tile::F4],
+            5 => &[Tile::F2R5, Tile::F3R5, Tile::F4R5],
+            _ => &[],
+        }
+    }
 
     /// Side of the output tile.
     pub fn m(self) -> usize {
         match self {
-            Tile::F2 => 2,
-            Tile::F4 => 4,
+            Tile::F2 | Tile::F2R5 => 2,
+            Tile::F3 | Tile::F3R5 => 3,
+            Tile::F4 | Tile::F4R5 => 4,
+        }
+    }
+
+    /// Side of the kernel.
+    pub fn r(self) -> usize {
+        match self {
+            Tile::F2 | Tile::F3 | Tile::F4 => 3,
+            Tile::F2R5 | Tile::F3R5 | Tile::F4R5 => 5,
         }
     }
 
     /// Side of the input tile (the output tile plus the kernel's reach).
     pub fn a(self) -> usize {
-        self.m() + 2
+        self.m() + self.r() - 1
     }
 
     /// Transformed points per tile: the number of batched products.
@@ -57,34 +197,51 @@ impl Tile {
     pub fn name(self) -> &'static str {
         match self {
             Tile::F2 => "F(2x2,3x3)",
+            Tile::F3 => "F(3x3,3x3)",
             Tile::F4 => "F(4x4,3x3)",
+            Tile::F2R5 => "F(2x2,5x5)",
+            Tile::F3R5 => "F(3x3,5x5)",
+            Tile::F4R5 => "F(4x4,5x5)",
         }
     }
 
-    fn g(self) -> &'static [[f64; 3]] {
+    /// G as the written-out transforms need it (theirs for F(2x2,3x3) and F(4x4,3x3), whose
+    /// signs Lavin and Gray chose), else the built one.
+    fn g(self) -> &'static [Vec<f64>] {
+        static WRITTEN: OnceLock<[Vec<Vec<f64>>; 2]> = OnceLock::new();
+        let written = WRITTEN.get_or_init(|| {
+            let rows = |m: &[[f64; 3]]| m.iter().map(|r| r.to_vec()).collect::<Vec<_>>();
+            [rows(&G2), rows(&G4)]
+        });
         match self {
-            Tile::F2 => &G2,
-            Tile::F4 => &G4,
+            Tile::F2 => &written[0],
+            Tile::F4 => &written[1],
+            _ => &self.matrices().g,
         }
     }
 
-    /// G g Gᵀ of one 3x3 kernel (row-major), as `points()` values row-major; in f64 so the
-    /// fractions of F(4x4) cost no precision beyond the final rounding.
+    fn matrices(self) -> &'static Matrices {
+        static BUILT: [OnceLock<Matrices>; 6] = [const { OnceLock::new() }; 6];
+        BUILT[self as usize].get_or_init(|| Matrices::build(self.m(), self.r()))
+    }
+
+    /// G g Gᵀ of one r x r kernel (row-major), as `points()` values row-major; in f64 so the
+    /// fractions of the larger tiles cost no precision beyond the final rounding.
     pub fn kernel(self, g: &[f32]) -> Vec<f32> {
-        assert_eq!(g.len(), 9, "a 3x3 kernel");
+        let (a, r) = (self.a(), self.r());
+        assert_eq!(g.len(), r * r, "a {r}x{r} kernel");
         let gm = self.g();
-        let a = self.a();
-        // t = G g (a x 3), then u = t Gᵀ (a x a)
-        let mut t = vec![0f64; a * 3];
+        // t = G g (a x r), then u = t Gᵀ (a x a)
+        let mut t = vec![0f64; a * r];
         for i in 0..a {
-            for j in 0..3 {
-                t[i * 3 + j] = (0..3).map(|k| gm[i][k] * g[k * 3 + j] as f64).sum();
+            for j in 0..r {
+                t[i * r + j] = (0..r).map(|k| gm[i][k] * g[k * r + j] as f64).sum();
             }
         }
         let mut u = Vec::with_capacity(a * a);
         for i in 0..a {
             for gj in gm {
-                u.push((0..3).map(|k| t[i * 3 + k] * gj[k]).sum::<f64>() as f32);
+                u.push((0..r).map(|k| t[i * r + k] * gj[k]).sum::<f64>() as f32);
             }
         }
         u
@@ -122,6 +279,7 @@ impl Tile {
                     d5[j] = 4.0 * x1 - 5.0 * x3 + x5;
                 }
             }
+            _ => apply(&self.matrices().bt, src, ss, dst, ds, len),
         }
     }
 
@@ -150,6 +308,7 @@ impl Tile {
                     d3[j] = dif12 + 8.0 * dif34 + x5;
                 }
             }
+            _ => apply(&self.matrices().at, src, ss, dst, ds, len),
         }
     }
 }
@@ -175,12 +334,14 @@ fn rows_mut<const N: usize>(dst: &mut [f32], stride: usize, len: usize) -> [&mut
 mod tests {
     use super::*;
 
-    /// y[i] = sum_k d[i + k] g[k], the correlation a convolution layer computes.
-    fn direct_1d(d: &[f32], g: &[f32; 3], m: usize) -> Vec<f64> {
-        (0..m)
-            .map(|i| (0..3).map(|k| d[i + k] as f64 * g[k] as f64).sum())
-            .collect()
-    }
+    const ALL: [Tile; 6] = [
+        Tile::F2,
+        Tile::F3,
+        Tile::F4,
+        Tile::F2R5,
+        Tile::F3R5,
+        Tile::F4R5,
+    ];
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
@@ -194,13 +355,14 @@ mod tests {
             .collect()
     }
 
-    /// One tile in 2D through both passes of each transform, against the direct correlation.
+    /// One tile in 2D through both passes of each transform, against the direct correlation
+    /// y[i][j] = sum g[ky][kx] d[i + ky][j + kx] that a convolution layer computes.
     #[test]
     fn one_tile_matches_direct_correlation() {
-        for tile in Tile::ALL {
-            let (m, a) = (tile.m(), tile.a());
+        for tile in ALL {
+            let (m, a, r) = (tile.m(), tile.a(), tile.r());
             let d = values(a * a, 3);
-            let g = values(9, 7);
+            let g = values(r * r, 7);
             // U = G g Gᵀ, V = Bᵀ d B, y = Aᵀ (U ⊙ V) A
             let u = tile.kernel(&g);
             let mut t = vec![0f32; a * a];
@@ -211,27 +373,23 @@ mod tests {
                 let col: Vec<f32> = (0..a).map(|s| t[k * a + s]).collect();
                 let mut out = vec![0f32; a];
                 tile.input_1d(&col, 1, &mut out, 1, 1);
-                for l in 0..a {
-                    v[k * a + l] = out[l];
-                }
+                v[k * a..(k + 1) * a].copy_from_slice(&out);
             }
             let prod: Vec<f32> = u.iter().zip(&v).map(|(u, v)| u * v).collect();
-            let mut r = vec![0f32; m * a];
-            tile.output_1d(&prod, a, &mut r, a, a);
+            let mut rr = vec![0f32; m * a];
+            tile.output_1d(&prod, a, &mut rr, a, a);
             for i in 0..m {
-                let row: Vec<f32> = (0..a).map(|l| r[i * a + l]).collect();
+                let row: Vec<f32> = (0..a).map(|l| rr[i * a + l]).collect();
                 let mut out = vec![0f32; m];
                 tile.output_1d(&row, 1, &mut out, 1, 1);
                 for (j, got) in out.iter().enumerate() {
-                    let want: f64 = (0..3)
-                        .map(|ky| {
-                            let g3 = [g[ky * 3], g[ky * 3 + 1], g[ky * 3 + 2]];
-                            direct_1d(&d[(i + ky) * a..(i + ky + 1) * a], &g3, m)[j]
-                        })
+                    let want: f64 = (0..r)
+                        .flat_map(|ky| (0..r).map(move |kx| (ky, kx)))
+                        .map(|(ky, kx)| g[ky * r + kx] as f64 * d[(i + ky) * a + j + kx] as f64)
                         .sum();
                     let got = *got as f64;
                     assert!(
-                        (got - want).abs() < 1e-4,
+                        (got - want).abs() < 1e-4 * want.abs().max(1.0),
                         "{}: y[{i}][{j}] = {got}, direct {want}",
                         tile.name()
                     );
@@ -240,10 +398,46 @@ mod tests {
         }
     }
 
+    /// The matrices built from the points give the written-out transforms of F(4x4,3x3)
+    /// (Lavin and Gray's), the construction checked on an algorithm whose matrices are known.
+    #[test]
+    fn built_matrices_equal_the_written_out_ones() {
+        {
+            let tile = Tile::F4;
+            let (m, a) = (tile.m(), tile.a());
+            let built = Matrices::build(m, 3);
+            let len = 7;
+            let src = values(a * len, 5);
+            let mut written = vec![0f32; a * len];
+            let mut generic = vec![0f32; a * len];
+            tile.input_1d(&src, len, &mut written, len, len);
+            apply(&built.bt, &src, len, &mut generic, len, len);
+            for (w, g) in written.iter().zip(&generic) {
+                assert!(
+                    (w - g).abs() <= 1e-5 * w.abs().max(1.0),
+                    "{}: Bᵀ",
+                    tile.name()
+                );
+            }
+            tile.output_1d(&src, len, &mut written, len, len);
+            apply(&built.at, &src, len, &mut generic, len, len);
+            for (w, g) in written[..m * len].iter().zip(&generic[..m * len]) {
+                assert!(
+                    (w - g).abs() <= 1e-5 * w.abs().max(1.0),
+                    "{}: Aᵀ",
+                    tile.name()
+                );
+            }
+            for (b, w) in built.g.iter().zip(&G4) {
+                assert!(b.iter().zip(w).all(|(b, w)| (b - w).abs() < 1e-15), "G");
+            }
+        }
+    }
+
     #[test]
     fn lanes_are_independent() {
         // The same transform on 5 lanes at once equals it lane by lane.
-        for tile in Tile::ALL {
+        for tile in ALL {
             let a = tile.a();
             let len = 5;
             let src = values(a * len, 11);
@@ -258,5 +452,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn kernels_pick_their_algorithms() {
+        assert!(Tile::for_kernel(3).iter().all(|t| t.r() == 3));
+        assert!(Tile::for_kernel(5).iter().all(|t| t.r() == 5));
+        assert!(Tile::for_kernel(7).is_empty());
+        assert_eq!(Tile::F3R5.points(), 49);
     }
 }

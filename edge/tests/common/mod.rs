@@ -250,3 +250,14 @@ pub fn cli(args: &[&str]) -> (i32, String) {
     let code = histoscreen_edge::run_cli_to(argv, &mut out);
     (code, String::from_utf8(out).unwrap())
 }
+
+/// `n` deterministic values in [-1, 1) from `seed` (xorshift), for random layers and inputs.
+pub fn uniform(n: usize, seed: u64) -> impl Iterator<Item = f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n).map(move |_| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    })
+}

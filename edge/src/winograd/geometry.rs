@@ -1,0 +1,128 @@
+//! `Geometry`: a convolution layer's shape, and its space-to-depth form when it is strided.
+
+use super::threads::SharedMut;
+use super::transform::Tile;
+
+/// Shape of one convolution: NCHW in and out, a square kernel, a square stride, no dilation,
+/// no groups.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    /// Side of the kernel.
+    pub kernel: usize,
+    /// Stride along both axes.
+    pub stride: usize,
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub o: usize,
+    pub h: usize,
+    pub w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Geometry {
+    /// Floating-point operations of the direct convolution (2 per multiply-add): the yardstick
+    /// every path's GFLOP/s is stated against.
+    pub fn direct_flops(&self) -> f64 {
+        2.0 * (self.n * self.o * self.c * self.kernel * self.kernel * self.oh * self.ow) as f64
+    }
+
+    /// The stride-1 convolution the op computes: the layer itself, or for a strided layer its
+    /// space-to-depth form. Input pixel (y·s + py, x·s + px) of channel c becomes pixel (y, x)
+    /// of channel (c·s + py)·s + px, and the k x k kernel a ceil(k/s) one over s² times the
+    /// channels, so an 11x11 stride-4 layer is a 3x3 stride-1 one over 48 channels. The
+    /// padding is taken while gathering, so the inner convolution has none.
+    pub fn inner(&self) -> Geometry {
+        if self.stride == 1 {
+            return self.clone();
+        }
+        let (s, r) = (self.stride, self.kernel.div_ceil(self.stride));
+        Geometry {
+            kernel: r,
+            stride: 1,
+            n: self.n,
+            c: self.c * s * s,
+            o: self.o,
+            h: self.oh + r - 1,
+            w: self.ow + r - 1,
+            pad_top: 0,
+            pad_left: 0,
+            oh: self.oh,
+            ow: self.ow,
+        }
+    }
+
+    /// The kernel of [`Geometry::inner`] (`[o, c·s², r, r]`) from the layer's (`[o, c, k, k]`).
+    pub(super) fn inner_kernel(&self, kernel: &[f32]) -> Vec<f32> {
+        if self.stride == 1 {
+            return kernel.to_vec();
+        }
+        let (s, k) = (self.stride, self.kernel);
+        let inner = self.inner();
+        let r = inner.kernel;
+        let mut out = vec![0f32; self.o * inner.c * r * r];
+        for o in 0..self.o {
+            for c in 0..self.c {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let ci = (c * s + ky % s) * s + kx % s;
+                        let at = ((o * inner.c + ci) * r + ky / s) * r + kx / s;
+                        out[at] = kernel[((o * self.c + c) * k + ky) * k + kx];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Gathers the input (`[n, c, h, w]`) into [`Geometry::inner`]'s, zero where the padding is,
+    /// for the input channels `planes` of the inner geometry (over all images).
+    pub(super) fn space_to_depth(
+        &self,
+        xs: &[f32],
+        out: SharedMut,
+        planes: std::ops::Range<usize>,
+    ) {
+        let (s, inner) = (self.stride, self.inner());
+        let (h2, w2) = (inner.h, inner.w);
+        for plane in planes {
+            let (img, ci) = (plane / inner.c, plane % inner.c);
+            let (c, py, px) = (ci / (s * s), (ci / s) % s, ci % s);
+            let src = &xs[(img * self.c + c) * self.h * self.w..][..self.h * self.w];
+            for yy in 0..h2 {
+                // SAFETY: each plane is written by exactly one range, inside the buffer.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out.0.add((plane * h2 + yy) * w2), w2)
+                };
+                let y = (yy * s + py) as isize - self.pad_top as isize;
+                if y < 0 || y as usize >= self.h {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let row = &src[y as usize * self.w..][..self.w];
+                for (xx, d) in dst.iter_mut().enumerate() {
+                    let x = (xx * s + px) as isize - self.pad_left as isize;
+                    *d = if x >= 0 && (x as usize) < self.w {
+                        row[x as usize]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+
+    /// Tile rows and columns that cover the output.
+    pub fn tiles(&self, tile: Tile) -> (usize, usize) {
+        (self.oh.div_ceil(tile.m()), self.ow.div_ceil(tile.m()))
+    }
+
+    pub(super) fn total_tiles(&self, tile: Tile) -> usize {
+        let (th, tw) = self.tiles(tile);
+        self.n * th * tw
+    }
+}
