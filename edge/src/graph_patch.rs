@@ -10,11 +10,26 @@ pub(crate) fn replace_node<O: TypedOp>(
     label: &str,
     op: O,
 ) -> TractResult<()> {
-    let node = &model.nodes()[id];
+    replace_chain(model, id, id, label, op)
+}
+
+/// Puts `op` in place of the nodes `first` to `last`, a chain in which each feeds only the
+/// next: fed by `first`'s first input, named after `first`, its output taking `last`'s place.
+pub(crate) fn replace_chain<O: TypedOp>(
+    model: &mut TypedModel,
+    first: usize,
+    last: usize,
+    label: &str,
+    op: O,
+) -> TractResult<()> {
+    let node = &model.nodes()[first];
     let mut patch = TypedModelPatch::new(format!("{label} {}", node.name));
     let x = patch.tap_model(model, node.inputs[0])?;
     let y = patch.wire_node(&node.name, op, &[x])?[0];
-    patch.shunt_outside(model, OutletId::new(id, 0), y)?;
-    patch.obliterate(id)?;
+    patch.shunt_outside(model, OutletId::new(last, 0), y)?;
+    patch.obliterate(first)?;
+    if last != first {
+        patch.obliterate(last)?;
+    }
     patch.apply(model)
 }

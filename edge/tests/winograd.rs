@@ -420,6 +420,82 @@ fn the_pass_replaces_eligible_convolutions_only() {
     assert_eq!(reports[1].why, "--conv tract");
 }
 
+/// Two convolutions, each followed by `max(x, c)`: a ReLU (c = 0), which the op takes in, and
+/// a max with 0.25, which it must leave alone.
+#[test]
+fn a_relu_after_a_convolution_runs_inside_the_op() {
+    let shape = SHAPES[1];
+    let mut m = shape.tract_model(&shape.kernel(3), &values(shape.o, 4, 0.1));
+    let conv = m.output_outlets().unwrap()[0];
+    let zero = m
+        .add_const("zero", Tensor::from_shape(&[1, 1, 1, 1], &[0f32]).unwrap())
+        .unwrap();
+    let relu = m
+        .wire_node(
+            "relu",
+            tract_onnx::tract_core::ops::math::max(),
+            &[conv, zero],
+        )
+        .unwrap();
+    let o = shape.o;
+    let kernel2 = values(o * o * 9, 5, (2.0 / (9 * o) as f32).sqrt());
+    let k2 = m
+        .add_const("k2", Tensor::from_shape(&[o, o, 3, 3], &kernel2).unwrap())
+        .unwrap();
+    let b2 = m
+        .add_const("b2", Tensor::from_shape(&[o], &values(o, 6, 0.1)).unwrap())
+        .unwrap();
+    let spec = PoolSpec::new(
+        DataFormat::NCHW,
+        tvec![3, 3],
+        PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1]),
+        None,
+        None,
+        o,
+        o,
+    );
+    let conv2 = m
+        .wire_node(
+            "conv2",
+            Conv::new(spec, KernelFormat::OIHW, 1, None),
+            &[relu[0], k2, b2],
+        )
+        .unwrap();
+    let quarter = m
+        .add_const(
+            "quarter",
+            Tensor::from_shape(&[1, 1, 1, 1], &[0.25f32]).unwrap(),
+        )
+        .unwrap();
+    let y = m
+        .wire_node(
+            "max",
+            tract_onnx::tract_core::ops::math::max(),
+            &[conv2[0], quarter],
+        )
+        .unwrap();
+    m.select_output_outlets(&y).unwrap();
+    let input = shape.input(7);
+    let options = RunOptions::default();
+    let expected = run_plan(m.clone().into_optimized().unwrap(), &input, &options);
+    let (optimised, reports) = winograd::optimise(m, ConvChoice::Winograd, &options).unwrap();
+    let fused: Vec<bool> = reports.iter().map(|r| r.relu_fused).collect();
+    assert_eq!(fused, [true, false]);
+    let relus: Vec<bool> = optimised
+        .nodes()
+        .iter()
+        .filter_map(|n| n.op_as::<WinogradConv>())
+        .map(|op| op.relu)
+        .collect();
+    assert_eq!(relus, [true, false]);
+    let got = run_plan(optimised, &input, &options);
+    let diff = winograd::max_abs_diff(&expected, &got).unwrap();
+    assert!(
+        diff <= F4_TOLERANCE * max_abs(&expected),
+        "max |d| {diff:e}"
+    );
+}
+
 #[test]
 fn conv_choice_parses_names_and_refuses_others() {
     assert_eq!("auto".parse::<ConvChoice>().unwrap(), ConvChoice::Auto);
@@ -483,6 +559,8 @@ fn bundled_model_gives_tracts_probabilities_through_winograd() {
         paths[2..].iter().all(|(_, p)| p.ends_with(",3x3)")),
         "{paths:?}"
     );
+    // Each is followed by a ReLU, which runs inside the op.
+    assert!(wino.conv_layers().iter().all(|l| l.relu_fused));
     for l in wino.conv_layers() {
         for c in &l.candidates {
             eprintln!(

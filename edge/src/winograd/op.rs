@@ -56,6 +56,9 @@ pub struct WinogradConv {
     pub geo: Geometry,
     /// What the transforms and products compute: `geo` itself at stride 1.
     inner: Geometry,
+    /// The ReLU that followed the convolution, applied as the output transform writes: one
+    /// pass over the output less.
+    pub relu: bool,
     packed: Arc<Packed>,
 }
 
@@ -71,7 +74,10 @@ impl std::fmt::Debug for WinogradConv {
 
 impl PartialEq for WinogradConv {
     fn eq(&self, other: &Self) -> bool {
-        self.tile == other.tile && self.geo == other.geo && Arc::ptr_eq(&self.packed, &other.packed)
+        self.tile == other.tile
+            && self.geo == other.geo
+            && self.relu == other.relu
+            && Arc::ptr_eq(&self.packed, &other.packed)
     }
 }
 impl Eq for WinogradConv {}
@@ -177,6 +183,7 @@ impl WinogradConv {
             tile,
             geo: outer,
             inner: geo,
+            relu: false,
             packed: Arc::new(Packed {
                 mmm,
                 packing,
@@ -187,6 +194,12 @@ impl WinogradConv {
                 by_channel: block < total,
             }),
         })
+    }
+
+    /// The same convolution followed by a ReLU.
+    pub fn with_relu(mut self) -> Self {
+        self.relu = true;
+        self
     }
 
     /// Panels of tiles the input transform takes at once.
@@ -336,6 +349,7 @@ impl WinogradConv {
         let mut point_lanes = vec![0f32; a * a * nr];
         // Per lane: offset of the tile's top-left input pixel in channel 0, and whether the
         // whole a x a patch lies inside the image; `None` for lanes past the block's end.
+        let mut runs: Vec<(usize, usize, usize)> = Vec::with_capacity(lanes_per_group);
         let mut lanes: Vec<Option<(isize, isize, usize, bool)>> =
             Vec::with_capacity(lanes_per_group);
         for group in groups {
@@ -356,7 +370,38 @@ impl WinogradConv {
                 let inside = y0 >= 0 && x0 >= 0 && y0 as usize + a <= g.h && x0 as usize + a <= g.w;
                 lanes.push(Some((y0, x0, img * g.c * plane, inside)));
             }
+            // Runs of lanes whose patches lie inside the image, side by side in one tile row:
+            // (first lane, end lane, offset of the first patch in channel 0). A run's patches
+            // start m pixels apart, so each patch pixel is one strided read across the run.
+            runs.clear();
+            let mut j = 0;
+            while j < len {
+                if let Some((y0, x0, base, true)) = lanes[j] {
+                    let mut e = j + 1;
+                    while e < len && lanes[e] == Some((y0, x0 + (m * (e - j)) as isize, base, true))
+                    {
+                        e += 1;
+                    }
+                    runs.push((j, e, base + y0 as usize * g.w + x0 as usize));
+                    j = e;
+                } else {
+                    j += 1;
+                }
+            }
             for c in 0..g.c {
+                for &(j, e, at) in &runs {
+                    let origin = at + c * plane;
+                    let span = m * (e - j - 1) + a;
+                    for r in 0..a {
+                        let row = &xs[origin + r * g.w..][..span];
+                        for s in 0..a {
+                            let dst = &mut d[(r * a + s) * len + j..(r * a + s) * len + e];
+                            for (dv, xv) in dst.iter_mut().zip(row[s..].iter().step_by(m)) {
+                                *dv = *xv;
+                            }
+                        }
+                    }
+                }
                 for (j, lane) in lanes.iter().enumerate() {
                     match *lane {
                         None => {
@@ -364,15 +409,8 @@ impl WinogradConv {
                                 d[rs * len + j] = 0.0;
                             }
                         }
-                        Some((y0, x0, base, true)) => {
-                            let origin = base + c * plane + y0 as usize * g.w + x0 as usize;
-                            for r in 0..a {
-                                let row = &xs[origin + r * g.w..][..a];
-                                for (s, value) in row.iter().enumerate() {
-                                    d[(r * a + s) * len + j] = *value;
-                                }
-                            }
-                        }
+                        // Gathered with its run above.
+                        Some((_, _, _, true)) => {}
                         Some((y0, x0, base, false)) => {
                             let channel = &xs[base + c * plane..][..plane];
                             for r in 0..a {
@@ -428,6 +466,7 @@ impl WinogradConv {
         let (th, tw) = g.tiles(tile);
         let block = p.block;
         let plane = g.oh * g.ow;
+        let relu = self.relu;
         // Per tile of the block: its top-left output offset in channel 0, and how many of its
         // rows and columns lie inside the output. Found once here rather than by divisions per
         // tile and channel.
@@ -465,8 +504,9 @@ impl WinogradConv {
                         for jj in 0..cols {
                             // SAFETY: output channel o belongs to this range alone, and the
                             // offset is inside the [n, o, oh, ow] output.
+                            let v = r[(i * m + jj) * L + lane] + bias;
                             unsafe {
-                                *y.0.add(at + i * g.ow + jj) = r[(i * m + jj) * L + lane] + bias
+                                *y.0.add(at + i * g.ow + jj) = if relu { v.max(0.0) } else { v }
                             };
                         }
                     }
@@ -574,8 +614,9 @@ impl Op for WinogradConv {
         } else {
             String::new()
         };
+        let relu = if self.relu { " + ReLU" } else { "" };
         Ok(vec![format!(
-            "{} {}->{} ch {}x{} pad {},{}{strided} in {}",
+            "{}{relu} {}->{} ch {}x{} pad {},{}{strided} in {}",
             self.tile.name(),
             g.c,
             g.o,

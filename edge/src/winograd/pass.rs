@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::runtime::RunOptions;
@@ -56,6 +57,8 @@ pub struct LayerReport {
     pub why: String,
     /// tract's convolution of this layer timed at load, milliseconds (`auto` and `winograd`).
     pub tract_ms: Option<f64>,
+    /// The ReLU after it runs inside the Winograd op.
+    pub relu_fused: bool,
     pub candidates: Vec<Candidate>,
 }
 
@@ -100,6 +103,7 @@ pub fn optimise(
             path: "tract".into(),
             why: String::new(),
             tract_ms: None,
+            relu_fused: false,
             candidates: vec![],
         };
         let layer = match eligible(&model, node) {
@@ -118,7 +122,19 @@ pub fn optimise(
         let op = decide(&mut report, node, &layer, choice, options)?;
         drop(facts);
         if let Some(op) = op {
-            crate::graph_patch::replace_node(&mut model, id, "winograd", op)?;
+            match relu_after(&model, id) {
+                Some(relu) => {
+                    report.relu_fused = true;
+                    crate::graph_patch::replace_chain(
+                        &mut model,
+                        id,
+                        relu,
+                        "winograd",
+                        op.with_relu(),
+                    )?
+                }
+                None => crate::graph_patch::replace_node(&mut model, id, "winograd", op)?,
+            }
         }
         reports.push(report);
     }
@@ -126,6 +142,31 @@ pub fn optimise(
     let mut model = model.into_compact()?;
     model.optimize()?;
     Ok((model, reports))
+}
+
+/// The node after convolution `id` when it is a ReLU (a `Max` with a constant all-zero input
+/// that does not broadcast the convolution's output) and the convolution's only consumer.
+fn relu_after(model: &TypedModel, id: usize) -> Option<usize> {
+    let out = OutletId::new(id, 0);
+    if model.output_outlets().ok()?.contains(&out) {
+        return None;
+    }
+    let successors = &model.nodes()[id].outputs[0].successors;
+    if successors.len() != 1 {
+        return None;
+    }
+    let next = &model.nodes()[successors[0].node];
+    let max = next.op_as::<TypedBinOp>()?;
+    if max.0.name() != "Max" || next.inputs.len() != 2 {
+        return None;
+    }
+    let other = next.inputs.iter().find(|i| i.node != id)?;
+    let zero = model.outlet_fact(*other).ok()?.konst.clone()?;
+    let zero = zero.try_as_plain_ram().ok()?;
+    let all_zero = zero.as_slice::<f32>().ok()?.iter().all(|v| *v == 0.0);
+    let same_shape = model.outlet_fact(OutletId::new(next.id, 0)).ok()?.shape
+        == model.outlet_fact(out).ok()?.shape;
+    (all_zero && same_shape).then_some(next.id)
 }
 
 fn describe(conv: &Conv, facts: &[&TypedFact]) -> String {
