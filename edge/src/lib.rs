@@ -20,6 +20,7 @@ pub mod profile;
 pub mod run;
 pub mod sharpness;
 pub mod stdio;
+mod threads;
 pub mod timestamp;
 pub mod variants;
 pub mod web;

@@ -1,7 +1,8 @@
 //! `MaxPool2d`: a 2D f32 max pool over NCHW planes, vertical then horizontal.
 
-use tract_linalg::multithread::{current_tract_executor, Executor};
 use tract_onnx::tract_core::internal::*;
+
+use crate::threads::{for_each_part, threads};
 
 /// Input values each thread gets at least when a pool is split: about 6 µs of work on one
 /// x86-64 core, so a part is not smaller than what handing it to another thread costs.
@@ -81,14 +82,30 @@ impl MaxPool2d {
             let mut view = y.try_as_plain_ram_mut()?;
             let ys = view.as_slice_mut::<f32>()?;
             let (in_plane, out_plane) = (self.h * self.w, self.oh * self.ow);
-            if out_plane > 0 {
-                for_each_plane_chunk(ys, out_plane, xs.len(), |first, out| {
+            // An empty output has nothing to pool.
+            if let Some(planes) = ys.len().checked_div(out_plane) {
+                // Runs of whole output planes, one per thread, as disjoint slices.
+                let parts = threads()
+                    .min(planes)
+                    .min(xs.len() / MIN_VALUES_PER_THREAD)
+                    .max(1);
+                let mut runs = Vec::with_capacity(parts);
+                let mut rest = ys;
+                for part in 0..parts {
+                    let (lo, hi) = (planes * part / parts, planes * (part + 1) / parts);
+                    let (mine, tail) =
+                        std::mem::take(&mut rest).split_at_mut((hi - lo) * out_plane);
+                    rest = tail;
+                    runs.push((lo, mine));
+                }
+                for_each_part(runs, |(first, out)| {
                     let mut row = vec![f32::NEG_INFINITY; self.padded_width()];
                     for (i, plane) in out.chunks_exact_mut(out_plane).enumerate() {
                         let src = &xs[(first + i) * in_plane..][..in_plane];
                         pool_plane(self, src, plane, &mut row);
                     }
-                });
+                    Ok(())
+                })?;
             }
         }
         Ok(tvec!(y.into_tvalue()))
@@ -198,36 +215,6 @@ fn fold_max(acc: &mut [f32], v: &[f32]) {
     for (a, &b) in acc.iter_mut().zip(v) {
         *a = max(*a, b);
     }
-}
-
-/// `f(first_plane, planes)` over `out` cut into runs of whole planes, one run per thread of
-/// tract's current executor. The runs are disjoint `&mut` slices, so no pointer is shared.
-fn for_each_plane_chunk<F>(out: &mut [f32], plane: usize, input_len: usize, f: F)
-where
-    F: Fn(usize, &mut [f32]) + Sync,
-{
-    let planes = out.len() / plane;
-    let pool = match current_tract_executor() {
-        Executor::MultiThread(pool) if pool.current_num_threads() > 1 => pool,
-        _ => return f(0, out),
-    };
-    let parts = pool
-        .current_num_threads()
-        .min(planes)
-        .min(input_len / MIN_VALUES_PER_THREAD);
-    if parts <= 1 {
-        return f(0, out);
-    }
-    pool.scope(|s| {
-        let mut rest = out;
-        for part in 0..parts {
-            let (lo, hi) = (planes * part / parts, planes * (part + 1) / parts);
-            let (mine, tail) = std::mem::take(&mut rest).split_at_mut((hi - lo) * plane);
-            rest = tail;
-            let f = &f;
-            s.spawn(move |_| f(lo, mine));
-        }
-    });
 }
 
 impl Op for MaxPool2d {

@@ -1,7 +1,7 @@
 //! `Geometry`: a convolution layer's shape, and its space-to-depth form when it is strided.
 
-use super::threads::SharedMut;
 use super::transform::Tile;
+use crate::threads::SharedMut;
 
 /// Shape of one convolution: NCHW in and out, a square kernel, a square stride, no dilation,
 /// no groups.

@@ -4,7 +4,6 @@ mod choice;
 mod geometry;
 mod op;
 mod pass;
-mod threads;
 mod transform;
 
 pub use choice::{ConvChoice, CONV_ENV};

@@ -11,8 +11,8 @@ use tract_linalg::{MmmDispatch, WeightType};
 use tract_onnx::tract_core::internal::*;
 
 use super::geometry::Geometry;
-use super::threads::{for_each_range, SharedMut};
 use super::transform::Tile;
+use crate::threads::{for_each_range, SharedMut};
 
 /// Transformed inputs and products of one block of tiles should stay within this many bytes,
 /// about a core's L2 and its share of L3, so the products read their panels from cache.

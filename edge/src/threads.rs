@@ -1,0 +1,67 @@
+//! Splits work across the thread pool tract runs the plan with, so no second pool competes.
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
+use tract_onnx::prelude::*;
+
+/// Threads of the executor tract currently runs with (1 when single-threaded).
+pub fn threads() -> usize {
+    match current_tract_executor() {
+        Executor::MultiThread(pool) => pool.current_num_threads().max(1),
+        _ => 1,
+    }
+}
+
+/// `f` on each of `parts`, one task each on the current executor; the first error wins. Each
+/// task runs single-threaded as far as tract is concerned, so a product inside does not split
+/// again. With one part, or no pool, `f` runs here.
+pub fn for_each_part<T, F>(parts: Vec<T>, f: F) -> TractResult<()>
+where
+    T: Send,
+    F: Fn(T) -> TractResult<()> + Sync,
+{
+    let pool = match current_tract_executor() {
+        Executor::MultiThread(pool) if pool.current_num_threads() > 1 && parts.len() > 1 => pool,
+        _ => return parts.into_iter().try_for_each(f),
+    };
+    let failed: Mutex<Option<TractError>> = Mutex::new(None);
+    pool.scope(|s| {
+        for part in parts {
+            let (f, failed) = (&f, &failed);
+            s.spawn(move |_| {
+                if let Err(e) = multithread_tract_scope(Executor::SingleThread, || f(part)) {
+                    failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                }
+            });
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// `f` over `0..n`, cut into one contiguous range per thread of the current executor.
+pub fn for_each_range<F>(n: usize, f: F) -> TractResult<()>
+where
+    F: Fn(Range<usize>) -> TractResult<()> + Sync,
+{
+    let parts = threads().min(n).max(1);
+    let ranges = (0..parts)
+        .map(|part| n * part / parts..n * (part + 1) / parts)
+        .collect();
+    for_each_part(ranges, f)
+}
+
+/// A pointer the ranges of [`for_each_range`] write through, each to its own disjoint part.
+#[derive(Clone, Copy)]
+pub struct SharedMut(pub *mut f32);
+
+// SAFETY: every user writes disjoint regions from different threads and joins before reading.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
