@@ -282,8 +282,6 @@ impl WinogradConv {
             let m = buffers.m.as_mut().expect("ensured above");
             let stores = (0..points)
                 .map(|i| unsafe {
-                    // Product i is column block i of [o, points x block]: the output transform
-                    // then reads each channel's points from one contiguous run.
                     let (row_stride, at) = if p.by_channel {
                         // Product i is column block i of [o, points x block]: the output
                         // transform reads each channel's points from one contiguous run.
@@ -346,7 +344,6 @@ impl WinogradConv {
         let mut d = vec![0f32; a * a * lanes_per_group];
         let mut t = vec![0f32; a * a * lanes_per_group];
         let mut v = vec![0f32; a * a * lanes_per_group];
-        let mut point_lanes = vec![0f32; a * a * nr];
         // Per lane: offset of the tile's top-left input pixel in channel 0, and whether the
         // whole a x a patch lies inside the image; `None` for lanes past the block's end.
         let mut runs: Vec<(usize, usize, usize)> = Vec::with_capacity(lanes_per_group);
@@ -438,14 +435,10 @@ impl WinogradConv {
                     tile.input_1d(&t[k * a * len..], len, &mut v[k * a * len..], len, len);
                 }
                 for q in 0..count {
-                    for point in 0..a * a {
-                        point_lanes[point * nr..(point + 1) * nr]
-                            .copy_from_slice(&v[point * len + q * nr..][..nr]);
-                    }
                     let at = (first + q) * panel_len + c * nr;
                     // SAFETY: each (panel, channel) row of each point's buffer is written by
                     // exactly one range, and the buffer holds every panel of the block.
-                    unsafe { scatter_lanes(&point_lanes, v_ptrs, at, nr) };
+                    unsafe { scatter_lanes(&v[q * nr..], len, v_ptrs, at, nr) };
                 }
             }
         }
@@ -516,26 +509,27 @@ impl WinogradConv {
     }
 }
 
-/// Copies point i's `nr` lanes (`v[i * nr..]`) to `dst[i] + at` for every point: with the lane
-/// count known at compile time for the usual panel widths, so each copy is a register move and
-/// not a call.
+/// Copies point i's `nr` lanes (`v[i * stride..][..nr]`) to `dst[i] + at` for every point: with
+/// the lane count known at compile time for the usual panel widths, so each copy is a register
+/// move and not a call.
 ///
 /// # Safety
 /// Every `dst[i] + at .. + nr` must be valid for writes and written by no one else meanwhile.
-unsafe fn scatter_lanes(v: &[f32], dst: &[SharedMut], at: usize, nr: usize) {
-    unsafe fn fixed<const N: usize>(v: &[f32], dst: &[SharedMut], at: usize) {
-        for (lanes, d) in v.chunks_exact(N).zip(dst) {
-            let lanes: &[f32; N] = lanes.try_into().expect("chunks of N");
+unsafe fn scatter_lanes(v: &[f32], stride: usize, dst: &[SharedMut], at: usize, nr: usize) {
+    unsafe fn fixed<const N: usize>(v: &[f32], stride: usize, dst: &[SharedMut], at: usize) {
+        for (i, d) in dst.iter().enumerate() {
+            let lanes: &[f32; N] = v[i * stride..][..N].try_into().expect("N lanes");
             unsafe { (d.0.add(at) as *mut [f32; N]).write_unaligned(*lanes) };
         }
     }
     unsafe {
         match nr {
-            8 => fixed::<8>(v, dst, at),
-            12 => fixed::<12>(v, dst, at),
-            16 => fixed::<16>(v, dst, at),
+            8 => fixed::<8>(v, stride, dst, at),
+            12 => fixed::<12>(v, stride, dst, at),
+            16 => fixed::<16>(v, stride, dst, at),
             _ => {
-                for (lanes, d) in v.chunks_exact(nr).zip(dst) {
+                for (i, d) in dst.iter().enumerate() {
+                    let lanes = &v[i * stride..][..nr];
                     std::ptr::copy_nonoverlapping(lanes.as_ptr(), d.0.add(at), nr);
                 }
             }
