@@ -1,6 +1,15 @@
-//! Swapping one node of a typed model for an op of the edge's own, as the model passes do.
+//! What the edge's model passes share: which inputs their ops take, and swapping nodes for them.
 
 use tract_onnx::prelude::*;
+
+/// The shape of `fact` when it is f32 with a fixed 4-axis (NCHW) shape: the only input the
+/// edge's own ops take.
+pub(crate) fn f32_nchw(fact: &TypedFact) -> Option<Vec<usize>> {
+    match fact.shape.as_concrete() {
+        Some(s) if s.len() == 4 && fact.datum_type == f32::datum_type() => Some(s.to_vec()),
+        _ => None,
+    }
+}
 
 /// Puts `op` in place of node `id`, fed by the node's first input and keeping its name; `label`
 /// names the patch in tract's traces.

@@ -42,10 +42,8 @@ fn eligible(model: &TypedModel, node: &TypedNode) -> TractResult<Option<MaxPool2
     {
         return Ok(None);
     }
-    let input = model.outlet_fact(node.inputs[0])?;
-    let shape = match input.shape.as_concrete() {
-        Some(s) if s.len() == 4 && input.datum_type == f32::datum_type() => s.to_vec(),
-        _ => return Ok(None),
+    let Some(shape) = crate::graph_patch::f32_nchw(model.outlet_fact(node.inputs[0])?) else {
+        return Ok(None);
     };
     if ps.input_channels != shape[1] || ps.output_channels != shape[1] {
         return Ok(None);

@@ -86,6 +86,8 @@ pub fn optimise(
         .filter(|&id| model.nodes()[id].op_is::<Conv>())
         .collect();
     let mut reports = Vec::with_capacity(convs.len());
+    // Filled on the first timing and reused by every later one.
+    let mut evict_buffer = Vec::new();
     for id in convs {
         let node = &model.nodes()[id];
         let conv = node.op_as::<Conv>().expect("filtered above");
@@ -119,7 +121,14 @@ pub fn optimise(
             reports.push(report);
             continue;
         }
-        let op = decide(&mut report, node, &layer, choice, options)?;
+        let op = decide(
+            &mut report,
+            node,
+            &layer,
+            choice,
+            options,
+            &mut evict_buffer,
+        )?;
         drop(facts);
         if let Some(op) = op {
             match relu_after(&model, id) {
@@ -230,11 +239,8 @@ fn eligible(model: &TypedModel, node: &TypedNode) -> Result<Layer, String> {
         return Err("not NCHW with OIHW weights".into());
     }
     let fact = |i: usize| model.outlet_fact(node.inputs[i]).map_err(|e| e.to_string());
-    let input = fact(0)?;
-    let shape = match input.shape.as_concrete() {
-        Some(s) if s.len() == 4 && input.datum_type == f32::datum_type() => s.to_vec(),
-        _ => return Err("input not f32 of a fixed NCHW shape".into()),
-    };
+    let shape =
+        crate::graph_patch::f32_nchw(fact(0)?).ok_or("input not f32 of a fixed NCHW shape")?;
     let (c, o) = (ps.input_channels, ps.output_channels);
     let kernel = fact(1)?
         .konst
@@ -283,6 +289,7 @@ fn decide(
     layer: &Layer,
     choice: ConvChoice,
     options: &RunOptions,
+    evict_buffer: &mut Vec<u8>,
 ) -> TractResult<Option<WinogradConv>> {
     let g = &layer.geo;
     let input = random_input(&[g.n, g.c, g.h, g.w])?;
@@ -295,7 +302,7 @@ fn decide(
         m.select_output_outlets(&y)?;
         m.into_optimized()?.into_runnable_with_options(options)?
     };
-    let (expected, tract_ms) = run_timed(&reference, &input)?;
+    let (expected, tract_ms) = run_timed(&reference, &input, evict_buffer)?;
     report.tract_ms = Some(tract_ms);
     let scale = max_abs(&expected)?.max(f32::MIN_POSITIVE);
     let kernel = layer.kernel.try_as_plain_ram()?;
@@ -310,7 +317,7 @@ fn decide(
             m.select_output_outlets(&y)?;
             m.into_runnable_with_options(options)?
         };
-        let (got, ms) = run_timed(&plan, &input)?;
+        let (got, ms) = run_timed(&plan, &input, evict_buffer)?;
         let diff = max_abs_diff(&expected, &got)?;
         report.candidates.push(Candidate {
             tile: tile.name(),
@@ -359,10 +366,14 @@ fn evict(buffer: &mut [u8]) {
 }
 
 /// The plan's output for `input` and its median time over a few runs after one untimed, each
-/// run after the cache has been cleared of it.
-fn run_timed(plan: &Arc<TypedRunnableModel>, input: &Tensor) -> TractResult<(Tensor, f64)> {
+/// run after the cache has been cleared of it by writing `evict_buffer` ([`EVICT_BYTES`]).
+fn run_timed(
+    plan: &Arc<TypedRunnableModel>,
+    input: &Tensor,
+    evict_buffer: &mut Vec<u8>,
+) -> TractResult<(Tensor, f64)> {
     let mut state = TypedSimpleState::new(plan)?;
-    let mut scratch = vec![0u8; EVICT_BYTES];
+    evict_buffer.resize(EVICT_BYTES, 0);
     let t = Instant::now();
     let mut out = state.run(tvec![input.clone().into_tvalue()])?;
     let runs = if t.elapsed().as_secs_f64() * 1e3 > LONG_RUN_MS {
@@ -372,7 +383,7 @@ fn run_timed(plan: &Arc<TypedRunnableModel>, input: &Tensor) -> TractResult<(Ten
     };
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
-        evict(&mut scratch);
+        evict(evict_buffer);
         let t = Instant::now();
         state.run(tvec![input.clone().into_tvalue()])?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
