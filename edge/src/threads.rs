@@ -46,6 +46,26 @@ where
     }
 }
 
+/// `f` run on a thread of the current executor's pool, when there is one and this thread is not
+/// already in it. The ranges `f` then splits its work into start on a worker that takes one
+/// of them itself, and the others are picked up by workers still awake from the last split;
+/// from outside the pool, each split is a round trip through the pool's sleeping threads.
+pub fn in_pool<R, F>(f: F) -> R
+where
+    R: Send,
+    F: FnOnce() -> R + Send,
+{
+    match current_tract_executor() {
+        Executor::MultiThread(pool)
+            if pool.current_num_threads() > 1 && pool.current_thread_index().is_none() =>
+        {
+            let executor = Executor::MultiThread(pool.clone());
+            pool.install(move || multithread_tract_scope(executor, f))
+        }
+        _ => f(),
+    }
+}
+
 /// `f` over `0..n`, cut into one contiguous range per thread of the current executor.
 pub fn for_each_range<F>(n: usize, f: F) -> TractResult<()>
 where
@@ -61,6 +81,17 @@ where
 /// A pointer the ranges of [`for_each_range`] write through, each to its own disjoint part.
 #[derive(Clone, Copy)]
 pub struct SharedMut(pub *mut f32);
+
+impl SharedMut {
+    /// The pointer `count` values on. A method, so a closure that uses it captures the whole
+    /// `SharedMut` and not its bare (not `Sync`) pointer field.
+    ///
+    /// # Safety
+    /// As for `pointer::add`: the result must stay inside the same allocation.
+    pub unsafe fn add(self, count: usize) -> *mut f32 {
+        unsafe { self.0.add(count) }
+    }
+}
 
 // SAFETY: every user writes disjoint regions from different threads and joins before reading.
 unsafe impl Send for SharedMut {}

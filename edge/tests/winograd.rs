@@ -273,8 +273,14 @@ fn random_layers_match_tract_conv() {
         let scale = max_abs(&tract);
         assert!(scale > 0.0, "{shape:?}: tract's output is all zero");
         let inner = shape.geometry().inner().kernel;
-        for &tile in Tile::for_kernel(inner) {
-            let op = WinogradConv::new(tile, shape.geometry(), &kernel, &bias).unwrap();
+        // Weights split into 1 or 3 parts by output channel (3: more parts than threads, and
+        // a short last part where the channels do not fill the kernel's row panels).
+        for (&tile, parts) in Tile::for_kernel(inner)
+            .iter()
+            .flat_map(|t| [(t, 1), (t, 3)])
+        {
+            let op =
+                WinogradConv::for_threads(tile, shape.geometry(), &kernel, &bias, parts).unwrap();
             let mut m = TypedModel::default();
             let x = m
                 .add_source("x", f32::fact([shape.n, shape.c, shape.h, shape.w]))
@@ -287,13 +293,15 @@ fn random_layers_match_tract_conv() {
             for (threads, got) in [(1, &one), (2, &two)] {
                 let diff = winograd::max_abs_diff(&tract, got).unwrap();
                 eprintln!(
-                    "{shape:?} {} {threads} thread(s): max |d| {diff:.3e}, relative {:.3e}",
+                    "{shape:?} {} in {parts} part(s), {threads} thread(s): max |d| {diff:.3e}, \
+                     relative {:.3e}",
                     tile.name(),
                     diff / scale
                 );
                 assert!(
                     diff <= tolerance * scale,
-                    "{shape:?} {} at {threads} thread(s): max |d| {diff:e} over {:e} x {scale}",
+                    "{shape:?} {} in {parts} part(s) at {threads} thread(s): max |d| {diff:e} \
+                     over {:e} x {scale}",
                     tile.name(),
                     tolerance
                 );

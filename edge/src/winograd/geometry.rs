@@ -79,24 +79,30 @@ impl Geometry {
         out
     }
 
-    /// Gathers the input (`[n, c, h, w]`) into [`Geometry::inner`]'s, zero where the padding is,
-    /// for the input channels `planes` of the inner geometry (over all images).
-    pub(super) fn space_to_depth(
+    /// Gathers the input (`[n, c, h, w]`) into [`Geometry::inner`]'s, each plane `hp` x `wp`
+    /// with the padding in place as zeros (and zeros past the input's far edges), for the inner
+    /// planes `planes` (over all images). With every tile's patch inside these planes, the input
+    /// transform reads each patch row by row without a bounds check.
+    pub(super) fn gather_padded(
         &self,
         xs: &[f32],
         out: SharedMut,
         planes: std::ops::Range<usize>,
+        (hp, wp): (usize, usize),
     ) {
-        let (s, inner) = (self.stride, self.inner());
-        let (h2, w2) = (inner.h, inner.w);
+        let (s, inner_c) = (self.stride, self.inner().c);
         for plane in planes {
-            let (img, ci) = (plane / inner.c, plane % inner.c);
+            let (img, ci) = (plane / inner_c, plane % inner_c);
             let (c, py, px) = (ci / (s * s), (ci / s) % s, ci % s);
             let src = &xs[(img * self.c + c) * self.h * self.w..][..self.h * self.w];
-            for yy in 0..h2 {
+            // Columns xx of the padded row that come from the input: x = xx·s + px - pad_left
+            // in 0..w.
+            let first = self.pad_left.saturating_sub(px).div_ceil(s).min(wp);
+            let end = ((self.w + self.pad_left).saturating_sub(px).div_ceil(s)).clamp(first, wp);
+            for yy in 0..hp {
                 // SAFETY: each plane is written by exactly one range, inside the buffer.
                 let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.0.add((plane * h2 + yy) * w2), w2)
+                    std::slice::from_raw_parts_mut(out.0.add((plane * hp + yy) * wp), wp)
                 };
                 let y = (yy * s + py) as isize - self.pad_top as isize;
                 if y < 0 || y as usize >= self.h {
@@ -104,16 +110,26 @@ impl Geometry {
                     continue;
                 }
                 let row = &src[y as usize * self.w..][..self.w];
-                for (xx, d) in dst.iter_mut().enumerate() {
-                    let x = (xx * s + px) as isize - self.pad_left as isize;
-                    *d = if x >= 0 && (x as usize) < self.w {
-                        row[x as usize]
-                    } else {
-                        0.0
-                    };
+                dst[..first].fill(0.0);
+                dst[end..].fill(0.0);
+                let x0 = first * s + px - self.pad_left;
+                if s == 1 {
+                    dst[first..end].copy_from_slice(&row[x0..x0 + (end - first)]);
+                } else {
+                    for (d, x) in dst[first..end].iter_mut().zip(row[x0..].iter().step_by(s)) {
+                        *d = *x;
+                    }
                 }
             }
         }
+    }
+
+    /// Rows and columns of the padded planes [`Geometry::gather_padded`] writes for `tile`:
+    /// enough for every tile's whole patch.
+    pub(super) fn padded(&self, tile: Tile) -> (usize, usize) {
+        let (th, tw) = self.inner().tiles(tile);
+        let reach = tile.a() - tile.m();
+        (th * tile.m() + reach, tw * tile.m() + reach)
     }
 
     /// Tile rows and columns that cover the output.

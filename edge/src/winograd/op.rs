@@ -11,8 +11,8 @@ use tract_linalg::{MmmDispatch, WeightType};
 use tract_onnx::tract_core::internal::*;
 
 use super::geometry::Geometry;
-use super::transform::Tile;
-use crate::threads::{for_each_range, SharedMut};
+use super::transform::{Tile, W};
+use crate::threads::{for_each_range, in_pool, SharedMut};
 
 /// Transformed inputs and products of one block of tiles should stay within this many bytes,
 /// about a core's L2 and its share of L3, so the products read their panels from cache.
@@ -21,24 +21,31 @@ const BLOCK_BYTES: usize = 4 << 20;
 /// Lanes (tiles) the output transform works on at once.
 const OUT_LANES: usize = 64;
 
-/// Panels of tiles the input transform works on at once.
-const IN_PANELS: usize = 4;
+/// Lanes (tiles) the input transform works on at once, rounded down to whole panels: enough to
+/// fill the vector registers several times, few enough that its three a x a x lanes buffers
+/// stay in L2.
+const IN_LANES: usize = 128;
 
 /// The weights, transformed and packed once, and the kernel that multiplies them.
 struct Packed {
     mmm: Box<dyn MatMatMul>,
     packing: usize,
     b_format: PackedFormat,
-    /// G g Gᵀ at each point, `[o, c]`, packed as the kernel's A operand.
-    u: Vec<Box<dyn MMMInputValue>>,
+    /// Output channels of each part: one part per thread of the plan, cut at the kernel's
+    /// row panels. Each thread runs its part's products and then its output transform, so the
+    /// transform reads products its own core has just written, with no join in between.
+    parts: Vec<std::ops::Range<usize>>,
+    /// G g Gᵀ at each point, rows `parts[j]` of `[o, c]`, packed as the kernel's A operand:
+    /// `u[j][point]`.
+    u: Vec<Vec<Box<dyn MMMInputValue>>>,
     bias: Vec<f32>,
     /// Tiles per block: all of them, or a multiple of the kernel's panel width.
     block: usize,
-    /// Products laid out `[o, point, block]` (else `[point, o, block]`), and the input
-    /// transform over groups of [`IN_PANELS`] panels (else one). Taken when the layer needs
-    /// more than one block. Measured on AlexNet (Xeon, 1 thread): on a 1280x720 field it took
-    /// conv2 from 58 to 47 ms and conv1 from 40 to 37; on one 224 tile, where every layer is one
-    /// block, it cost 0.1-0.5 ms per layer.
+    /// Each part's products laid out `[o, point, block]` (else `[point, o, block]`), parts one
+    /// after the other. Taken when the layer
+    /// needs more than one block. Measured on AlexNet (Xeon, 1 thread): on a 1280x720 field it
+    /// took conv2 from 58 to 47 ms and conv1 from 40 to 37; on one 224 tile, where every layer
+    /// is one block, it cost 0.1-0.5 ms per layer.
     by_channel: bool,
 }
 
@@ -123,8 +130,20 @@ fn pick_kernel(m: usize, k: usize, n: usize) -> TractResult<(Suitable, PackedFor
 }
 
 impl WinogradConv {
-    /// Transforms and packs `kernel` (`[o, c, k, k]`, row-major) for `geo`.
+    /// Transforms and packs `kernel` (`[o, c, k, k]`, row-major) for `geo`, split for the
+    /// current executor's threads.
     pub fn new(tile: Tile, geo: Geometry, kernel: &[f32], bias: &[f32]) -> TractResult<Self> {
+        Self::for_threads(tile, geo, kernel, bias, crate::threads::threads())
+    }
+
+    /// [`WinogradConv::new`] for a plan that runs with `threads` threads.
+    pub fn for_threads(
+        tile: Tile,
+        geo: Geometry,
+        kernel: &[f32],
+        bias: &[f32],
+        threads: usize,
+    ) -> TractResult<Self> {
         let k = geo.kernel;
         ensure!(
             kernel.len() == geo.o * geo.c * k * k,
@@ -172,11 +191,24 @@ impl WinogradConv {
             }
         }
         let a_format: &dyn MMMInputFormat = &*mmm.packings()[packing].0;
-        let u = u
-            .into_iter()
-            .map(|values| {
-                let t = Tensor::from_shape(&[geo.o, geo.c], &values)?;
-                a_format.prepare_one(&t, 1, 0)
+        let panels = geo.o.div_ceil(mmm.mr());
+        let count = threads.clamp(1, panels.max(1));
+        let parts: Vec<_> = (0..count)
+            .map(|j| {
+                let at = |j: usize| (panels * j / count * mmm.mr()).min(geo.o);
+                at(j)..at(j + 1)
+            })
+            .collect();
+        let u = parts
+            .iter()
+            .map(|rows| {
+                u.iter()
+                    .map(|values| {
+                        let rows = &values[rows.start * geo.c..rows.end * geo.c];
+                        let t = Tensor::from_shape(&[rows.len() / geo.c, geo.c], rows)?;
+                        a_format.prepare_one(&t, 1, 0)
+                    })
+                    .collect::<TractResult<Vec<_>>>()
             })
             .collect::<TractResult<Vec<_>>>()?;
         Ok(WinogradConv {
@@ -188,6 +220,7 @@ impl WinogradConv {
                 mmm,
                 packing,
                 b_format,
+                parts,
                 u,
                 bias: bias.to_vec(),
                 block,
@@ -200,15 +233,6 @@ impl WinogradConv {
     pub fn with_relu(mut self) -> Self {
         self.relu = true;
         self
-    }
-
-    /// Panels of tiles the input transform takes at once.
-    fn in_panels(&self) -> usize {
-        if self.packed.by_channel {
-            IN_PANELS
-        } else {
-            1
-        }
     }
 
     /// tract-linalg's name of the matrix kernel the products run in.
@@ -230,25 +254,13 @@ impl WinogradConv {
             x.shape()
         );
         let plain = x.try_as_plain_ram()?;
-        let mut xs = plain.as_slice::<f32>()?;
-        let mut gathered = std::mem::take(&mut buffers.x);
-        if g.stride > 1 {
-            let inner = &self.inner;
-            gathered.resize(inner.n * inner.c * inner.h * inner.w, 0.0);
-            let out = SharedMut(gathered.as_mut_ptr());
-            for_each_range(inner.n * inner.c, |planes| {
-                g.space_to_depth(xs, out, planes);
-                Ok(())
-            })?;
-            xs = &gathered;
-        }
+        let xs = plain.as_slice::<f32>()?;
         let mut y = unsafe { Tensor::uninitialized::<f32>(&[g.n, g.o, g.oh, g.ow])? };
-        let done = {
+        {
             let mut view = y.try_as_plain_ram_mut()?;
-            self.compute(buffers, xs, view.as_slice_mut::<f32>()?)
-        };
-        buffers.x = gathered;
-        done?;
+            let ys = view.as_slice_mut::<f32>()?;
+            in_pool(|| self.compute(buffers, xs, ys))?;
+        }
         Ok(tvec!(y.into_tvalue()))
     }
 
@@ -256,9 +268,8 @@ impl WinogradConv {
         let (g, p) = (&self.inner, &*self.packed);
         let points = self.tile.points();
         let total = g.total_tiles(self.tile);
-        let nr = p.b_format.r;
-        let panel_len = p.b_format.single_panel_len(g.c);
-        buffers.ensure(p, g, points)?;
+        let padded = self.geo.padded(self.tile);
+        buffers.ensure(p, g, points, padded)?;
         let v_ptrs: Vec<SharedMut> = buffers
             .v
             .iter_mut()
@@ -267,6 +278,7 @@ impl WinogradConv {
                 SharedMut(blob.as_bytes_mut().as_mut_ptr() as *mut f32)
             })
             .collect();
+        let x_ptr = SharedMut(buffers.x.as_mut_ptr());
         let y_ptr = SharedMut(ys.as_mut_ptr());
         let mut start = 0;
         while start < total {
@@ -275,44 +287,81 @@ impl WinogradConv {
                 v.mn = nb;
                 v.fact.mn = nb.to_dim();
             }
-            for_each_range(nb.div_ceil(nr).div_ceil(self.in_panels()), |groups| {
-                self.input_transform(xs, &v_ptrs, panel_len, start, nb, groups);
+            let job = InputJob {
+                planes: x_ptr,
+                padded,
+                v: &v_ptrs,
+                start,
+                nb,
+            };
+            // Split by input channel: each range gathers its own padded planes (in the first
+            // block; `for_each_range` cuts 0..c the same way every time) and writes its own
+            // channels' rows of every panel.
+            for_each_range(g.c, |channels| {
+                if start == 0 {
+                    for img in 0..g.n {
+                        let planes = img * g.c + channels.start..img * g.c + channels.end;
+                        self.geo.gather_padded(xs, x_ptr, planes, padded);
+                    }
+                }
+                self.input_transform(&job, channels);
                 Ok(())
             })?;
             let m = buffers.m.as_mut().expect("ensured above");
-            let stores = (0..points)
-                .map(|i| unsafe {
-                    let (row_stride, at) = if p.by_channel {
-                        // Product i is column block i of [o, points x block]: the output
-                        // transform reads each channel's points from one contiguous run.
-                        (points * p.block, [0, i])
-                    } else {
-                        (p.block, [i, 0])
-                    };
-                    let spec = p.mmm.c_from_data_and_strides(4, row_stride as isize, 1);
-                    Ok(spec.wrap(&m.view_at_prefix_mut(&at)?))
+            // Part j's products start at row `parts[j].start` of the `[o, points x block]`
+            // they fill; inside, `[rows, point, block]` by channel, else `[point, rows, block]`.
+            let rows_of = |o: usize| o * points * p.block;
+            let (o_all, block) = (g.o, p.block);
+            let stores = p
+                .parts
+                .iter()
+                .map(|rows| {
+                    (0..points)
+                        .map(|i| unsafe {
+                            let (row_stride, first) = if p.by_channel {
+                                (points * block, rows_of(rows.start) + i * block)
+                            } else {
+                                (block, rows_of(rows.start) + i * rows.len() * block)
+                            };
+                            // The same offset as an index into the tensor's first two axes.
+                            let second = if p.by_channel { points } else { o_all };
+                            let at = [first / (second * block), first / block % second];
+                            let spec = p.mmm.c_from_data_and_strides(4, row_stride as isize, 1);
+                            Ok(spec.wrap(&m.view_at_prefix_mut(&at)?))
+                        })
+                        .collect::<TractResult<Vec<OutputStore>>>()
                 })
-                .collect::<TractResult<Vec<OutputStore>>>()?;
+                .collect::<TractResult<Vec<_>>>()?;
+            let products = SharedMut(unsafe { m.as_ptr_mut_unchecked::<f32>() });
             let v = &buffers.v;
-            for_each_range(points, |range| {
+            for_each_range(p.parts.len(), |parts| {
                 let mut scratch = unsafe { p.mmm.allocate_scratch_space() };
-                for i in range {
-                    let ops = [
-                        FusedSpec::AddMatMul {
-                            a: AsInputValue::Borrowed(&*p.u[i]),
-                            b: AsInputValue::Borrowed(&v[i]),
-                            packing: p.packing,
-                        },
-                        FusedSpec::Store(stores[i]),
-                    ];
-                    unsafe { p.mmm.run_with_scratch_space(g.o, nb, &mut *scratch, &ops)? };
+                for j in parts {
+                    let rows = p.parts[j].clone();
+                    for i in 0..points {
+                        let ops = [
+                            FusedSpec::AddMatMul {
+                                a: AsInputValue::Borrowed(&*p.u[j][i]),
+                                b: AsInputValue::Borrowed(&v[i]),
+                                packing: p.packing,
+                            },
+                            FusedSpec::Store(stores[j][i]),
+                        ];
+                        unsafe {
+                            p.mmm
+                                .run_with_scratch_space(rows.len(), nb, &mut *scratch, &ops)?
+                        };
+                    }
+                    // SAFETY: this part's products, just written by this thread and by no one
+                    // else.
+                    let ms = unsafe {
+                        std::slice::from_raw_parts(
+                            products.add(rows_of(rows.start)),
+                            rows_of(rows.len()),
+                        )
+                    };
+                    self.output_transform(ms, y_ptr, start, nb, rows);
                 }
-                Ok(())
-            })?;
-            let products = buffers.m.as_ref().expect("ensured above");
-            let ms = unsafe { products.as_slice_unchecked::<f32>() };
-            for_each_range(g.o, |channels| {
-                self.output_transform(ms, y_ptr, start, nb, channels);
                 Ok(())
             })?;
             start += nb;
@@ -320,133 +369,158 @@ impl WinogradConv {
         Ok(())
     }
 
-    /// Transformed inputs of the tiles of `groups` (groups of [`WinogradConv::in_panels`] panels of the block
-    /// starting at tile `start`), written into each point's B operand in the kernel's panel
-    /// layout. A group's panels are transformed together, so each pass runs over enough lanes
-    /// to fill the vector registers several times.
-    fn input_transform(
+    /// Transformed inputs of channels `channels` of every tile of the job's block, written into
+    /// each point's B operand in the kernel's panel layout: with AVX2 where the CPU has it.
+    fn input_transform(&self, job: &InputJob, channels: std::ops::Range<usize>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { self.input_transform_avx2(job, channels) };
+        }
+        self.input_transform_lanes(job, channels)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn input_transform_avx2(&self, job: &InputJob, channels: std::ops::Range<usize>) {
+        self.input_transform_lanes(job, channels)
+    }
+
+    /// The input transform over groups of about [`IN_LANES`] tiles, for tiles of side `A`.
+    #[inline(always)]
+    fn input_transform_lanes(&self, job: &InputJob, channels: std::ops::Range<usize>) {
+        match self.tile.a() {
+            4 => self.input_transform_tiles::<4>(job, channels),
+            5 => self.input_transform_tiles::<5>(job, channels),
+            6 => self.input_transform_tiles::<6>(job, channels),
+            7 => self.input_transform_tiles::<7>(job, channels),
+            8 => self.input_transform_tiles::<8>(job, channels),
+            a => unreachable!("no Winograd algorithm has {a}x{a} input tiles"),
+        }
+    }
+
+    /// Per channel: each tile's `A` x `A` patch (inside the padded plane) copied into its lane,
+    /// then Bᵀ d B along the lanes, then each panel's lanes into the points' B operands.
+    #[inline(always)]
+    fn input_transform_tiles<const A: usize>(
         &self,
-        xs: &[f32],
-        v_ptrs: &[SharedMut],
-        panel_len: usize,
-        start: usize,
-        nb: usize,
-        groups: std::ops::Range<usize>,
+        job: &InputJob,
+        channels: std::ops::Range<usize>,
     ) {
-        let (g, tile) = (&self.inner, self.tile);
-        let (m, a) = (tile.m(), tile.a());
-        let nr = self.packed.b_format.r;
+        let (g, tile, p) = (&self.inner, self.tile, &*self.packed);
+        let m = tile.m();
+        let nr = p.b_format.r;
+        let panel_len = p.b_format.single_panel_len(g.c);
+        let (nb, (_, wp)) = (job.nb, job.padded);
+        let plane_len = job.padded.0 * wp;
         let panels = nb.div_ceil(nr);
-        let group_panels = self.in_panels();
-        let lanes_per_group = group_panels * nr;
+        let group_panels = (IN_LANES / nr).max(1);
         let (th, tw) = g.tiles(tile);
-        let plane = g.h * g.w;
-        let mut d = vec![0f32; a * a * lanes_per_group];
-        let mut t = vec![0f32; a * a * lanes_per_group];
-        let mut v = vec![0f32; a * a * lanes_per_group];
-        // Per lane: offset of the tile's top-left input pixel in channel 0, and whether the
-        // whole a x a patch lies inside the image; `None` for lanes past the block's end.
-        let mut runs: Vec<(usize, usize, usize)> = Vec::with_capacity(lanes_per_group);
-        let mut lanes: Vec<Option<(isize, isize, usize, bool)>> =
-            Vec::with_capacity(lanes_per_group);
-        for group in groups {
-            let first = group * group_panels;
+        // One row of IN_LANES lanes per point: with the row length a constant, each copy of a
+        // patch value into its lane is a load and a store at a fixed offset.
+        let mut d = vec![[[0f32; IN_LANES]; A]; A];
+        let mut t = vec![[0f32; IN_LANES]; A * A];
+        let mut v = vec![[0f32; IN_LANES]; A * A];
+        let d: &mut [[[f32; IN_LANES]; A]; A] = d.as_mut_slice().try_into().expect("A rows");
+        // Lanes with their patch's offset: (lane, image, offset in the plane).
+        let mut lanes: Vec<(usize, usize, usize)> = Vec::with_capacity(IN_LANES);
+        for first in (0..panels).step_by(group_panels) {
             let count = group_panels.min(panels - first);
-            let len = count * nr;
+            let valid = (count * nr).min(nb - first * nr);
+            // Lanes the passes run over: whole vector chunks where the rows have room.
+            let len = (count * nr).next_multiple_of(W).min(IN_LANES);
             lanes.clear();
-            for j in 0..len {
-                let t_in_block = first * nr + j;
-                if t_in_block >= nb {
-                    lanes.push(None);
-                    continue;
-                }
-                let tt = start + t_in_block;
+            lanes.extend((0..valid).map(|j| {
+                let tt = job.start + first * nr + j;
                 let (img, rem) = (tt / (th * tw), tt % (th * tw));
-                let y0 = ((rem / tw) * m) as isize - g.pad_top as isize;
-                let x0 = ((rem % tw) * m) as isize - g.pad_left as isize;
-                let inside = y0 >= 0 && x0 >= 0 && y0 as usize + a <= g.h && x0 as usize + a <= g.w;
-                lanes.push(Some((y0, x0, img * g.c * plane, inside)));
+                let (ty, tx) = (rem / tw, rem % tw);
+                (j, img, ty * m * wp + tx * m)
+            }));
+            // Lanes past the block's end are never gathered: zero, so their products are too.
+            for row in d.iter_mut().flatten() {
+                row[valid..len].fill(0.0);
             }
-            // Runs of lanes whose patches lie inside the image, side by side in one tile row:
-            // (first lane, end lane, offset of the first patch in channel 0). A run's patches
-            // start m pixels apart, so each patch pixel is one strided read across the run.
-            runs.clear();
-            let mut j = 0;
-            while j < len {
-                if let Some((y0, x0, base, true)) = lanes[j] {
-                    let mut e = j + 1;
-                    while e < len && lanes[e] == Some((y0, x0 + (m * (e - j)) as isize, base, true))
-                    {
-                        e += 1;
-                    }
-                    runs.push((j, e, base + y0 as usize * g.w + x0 as usize));
-                    j = e;
-                } else {
-                    j += 1;
-                }
-            }
-            for c in 0..g.c {
-                for &(j, e, at) in &runs {
-                    let origin = at + c * plane;
-                    let span = m * (e - j - 1) + a;
-                    for r in 0..a {
-                        let row = &xs[origin + r * g.w..][..span];
-                        for s in 0..a {
-                            let dst = &mut d[(r * a + s) * len + j..(r * a + s) * len + e];
-                            for (dv, xv) in dst.iter_mut().zip(row[s..].iter().step_by(m)) {
-                                *dv = *xv;
-                            }
+            for c in channels.clone() {
+                for &(j, img, at) in &lanes {
+                    // SAFETY: this range gathered plane (img, c) and only reads it.
+                    let plane = unsafe {
+                        std::slice::from_raw_parts(
+                            job.planes.0.add((img * g.c + c) * plane_len),
+                            plane_len,
+                        )
+                    };
+                    for r in 0..A {
+                        let row: &[f32; A] =
+                            plane[at + r * wp..][..A].try_into().expect("A columns");
+                        for (s, x) in row.iter().enumerate() {
+                            d[r][s][j] = *x;
                         }
                     }
                 }
-                for (j, lane) in lanes.iter().enumerate() {
-                    match *lane {
-                        None => {
-                            for rs in 0..a * a {
-                                d[rs * len + j] = 0.0;
-                            }
-                        }
-                        // Gathered with its run above.
-                        Some((_, _, _, true)) => {}
-                        Some((y0, x0, base, false)) => {
-                            let channel = &xs[base + c * plane..][..plane];
-                            for r in 0..a {
-                                let y = y0 + r as isize;
-                                for s in 0..a {
-                                    let x = x0 + s as isize;
-                                    let inside = y >= 0
-                                        && x >= 0
-                                        && (y as usize) < g.h
-                                        && (x as usize) < g.w;
-                                    d[(r * a + s) * len + j] = if inside {
-                                        channel[y as usize * g.w + x as usize]
-                                    } else {
-                                        0.0
-                                    };
-                                }
-                            }
-                        }
-                    }
+                let df = d.as_flattened().as_flattened();
+                let (tf, vf) = (t.as_flattened_mut(), v.as_flattened_mut());
+                // Bᵀ d: along the patch's rows, for each of its columns.
+                for s in 0..A {
+                    tile.input_1d(
+                        &df[s * IN_LANES..],
+                        A * IN_LANES,
+                        &mut tf[s * IN_LANES..],
+                        A * IN_LANES,
+                        len,
+                    );
                 }
-                // Bᵀ d: rows of the patch (each row a*len lanes: its columns times the tiles).
-                tile.input_1d(&d, a * len, &mut t, a * len, a * len);
                 // (Bᵀ d) B: along the columns of each row.
-                for k in 0..a {
-                    tile.input_1d(&t[k * a * len..], len, &mut v[k * a * len..], len, len);
+                for k in 0..A {
+                    let at = k * A * IN_LANES;
+                    tile.input_1d(&tf[at..], IN_LANES, &mut vf[at..], IN_LANES, len);
                 }
                 for q in 0..count {
                     let at = (first + q) * panel_len + c * nr;
                     // SAFETY: each (panel, channel) row of each point's buffer is written by
                     // exactly one range, and the buffer holds every panel of the block.
-                    unsafe { scatter_lanes(&v[q * nr..], len, v_ptrs, at, nr) };
+                    unsafe { scatter_lanes(&vf[q * nr..], IN_LANES, job.v, at, nr) };
                 }
             }
         }
     }
 
-    /// Output tiles of `channels` for the block starting at tile `start`, from the products
-    /// (`[o, point, block]`), plus the bias, into the NCHW output.
+    /// Output tiles of `channels` for the block starting at tile `start`, from the products,
+    /// plus the bias (and the ReLU), into the NCHW output: with AVX2 where the CPU has it.
     fn output_transform(
+        &self,
+        ms: &[f32],
+        y: SharedMut,
+        start: usize,
+        nb: usize,
+        channels: std::ops::Range<usize>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { self.output_transform_avx2(ms, y, start, nb, channels) };
+        }
+        self.output_transform_lanes(ms, y, start, nb, channels)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn output_transform_avx2(
+        &self,
+        ms: &[f32],
+        y: SharedMut,
+        start: usize,
+        nb: usize,
+        channels: std::ops::Range<usize>,
+    ) {
+        self.output_transform_lanes(ms, y, start, nb, channels)
+    }
+
+    /// The output transform over [`OUT_LANES`] tiles at a time, reading the products of the
+    /// part `channels` (`ms`), laid out `[o, point, block]` or `[point, o, block]`.
+    #[inline(always)]
+    fn output_transform_lanes(
         &self,
         ms: &[f32],
         y: SharedMut,
@@ -460,6 +534,7 @@ impl WinogradConv {
         let block = p.block;
         let plane = g.oh * g.ow;
         let relu = self.relu;
+        let (o0, rows_in_part) = (channels.start, channels.len());
         // Per tile of the block: its top-left output offset in channel 0, and how many of its
         // rows and columns lie inside the output. Found once here rather than by divisions per
         // tile and channel.
@@ -481,9 +556,12 @@ impl WinogradConv {
                 // Aᵀ M along the first axis of the points, for each second-axis index l.
                 for l in 0..a {
                     let (src, stride) = if p.by_channel {
-                        (o * a * a * block + l * block, a * block)
+                        ((o - o0) * a * a * block + l * block, a * block)
                     } else {
-                        ((l * g.o + o) * block, a * g.o * block)
+                        (
+                            (l * rows_in_part + o - o0) * block,
+                            a * rows_in_part * block,
+                        )
                     };
                     tile.output_1d(&ms[src + t0..], stride, &mut t[l * L..], a * L, len);
                 }
@@ -509,13 +587,29 @@ impl WinogradConv {
     }
 }
 
+/// One block's input transform: where the padded input planes are, and the B operands it
+/// writes.
+struct InputJob<'a> {
+    /// `[n, c, hp, wp]`, the inner geometry's input with its padding.
+    planes: SharedMut,
+    /// `(hp, wp)`.
+    padded: (usize, usize),
+    /// One packed B operand per point.
+    v: &'a [SharedMut],
+    /// First tile of the block, and its tile count.
+    start: usize,
+    nb: usize,
+}
+
 /// Copies point i's `nr` lanes (`v[i * stride..][..nr]`) to `dst[i] + at` for every point: with
 /// the lane count known at compile time for the usual panel widths, so each copy is a register
 /// move and not a call.
 ///
 /// # Safety
 /// Every `dst[i] + at .. + nr` must be valid for writes and written by no one else meanwhile.
+#[inline(always)]
 unsafe fn scatter_lanes(v: &[f32], stride: usize, dst: &[SharedMut], at: usize, nr: usize) {
+    #[inline(always)]
     unsafe fn fixed<const N: usize>(v: &[f32], stride: usize, dst: &[SharedMut], at: usize) {
         for (i, d) in dst.iter().enumerate() {
             let lanes: &[f32; N] = v[i * stride..][..N].try_into().expect("N lanes");
@@ -537,8 +631,8 @@ unsafe fn scatter_lanes(v: &[f32], stride: usize, dst: &[SharedMut], at: usize, 
     }
 }
 
-/// Scratch reused from one run to the next: the space-to-depth input of a strided layer, the
-/// transformed inputs (one packed B operand per point) and the products.
+/// Scratch reused from one run to the next: the padded input planes (after space-to-depth for
+/// a strided layer), the transformed inputs (one packed B operand per point) and the products.
 #[derive(Clone, Debug, Default)]
 struct Buffers {
     x: Vec<f32>,
@@ -547,7 +641,14 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn ensure(&mut self, p: &Packed, g: &Geometry, points: usize) -> TractResult<()> {
+    fn ensure(
+        &mut self,
+        p: &Packed,
+        g: &Geometry,
+        points: usize,
+        (hp, wp): (usize, usize),
+    ) -> TractResult<()> {
+        self.x.resize(g.n * g.c * hp * wp, 0.0);
         // A cloned state shares its buffers; it gets its own on first use.
         let shared = self
             .v

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use serde::Serialize;
+use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
@@ -308,8 +309,14 @@ fn decide(
     let kernel = layer.kernel.try_as_plain_ram()?;
     let kernel = kernel.as_slice::<f32>()?;
     let mut best: Option<(f64, WinogradConv)> = None;
+    let threads = match &options.executor {
+        Some(Executor::MultiThread(pool)) => pool.current_num_threads().max(1),
+        Some(_) => 1,
+        None => crate::threads::threads(),
+    };
     for &tile in Tile::for_kernel(g.inner().kernel) {
-        let op = WinogradConv::new(tile, g.clone(), kernel, &layer.bias_per_channel)?;
+        let op =
+            WinogradConv::for_threads(tile, g.clone(), kernel, &layer.bias_per_channel, threads)?;
         let plan = {
             let mut m = TypedModel::default();
             let x = m.add_source("x", f32::fact([g.n, g.c, g.h, g.w]))?;
@@ -352,10 +359,13 @@ fn decide(
     Ok(op)
 }
 
-/// Bytes written between timed runs so each starts with its weights out of the core's L2, as
-/// in the plan, where the layers before it have been through the cache. Timed warm, Winograd's
-/// larger transformed weights looked up to 1.7x faster at load than they ran in the plan.
-const EVICT_BYTES: usize = 8 << 20;
+/// Bytes written between timed runs so each starts with its weights out of cache, as in the
+/// plan, where the other layers' weights have been through it. 8 MiB (out of L2) was not
+/// enough: a layer timed alone keeps its weights in L3, and on the Xeon this was measured on
+/// (2 cores of a shared L3) products over 14 MB of weights ran at 100 GFLOP/s alone and at
+/// 50-80 with the whole network's 30-80 MB in turn, so F(4x4) won at load and lost in the plan.
+/// With 64 MiB the load-time times of conv3-5 match their times in the plan within 10%.
+const EVICT_BYTES: usize = 64 << 20;
 
 /// Writes a line of every 64 bytes of `buffer`.
 fn evict(buffer: &mut [u8]) {

@@ -57,15 +57,19 @@ fn finite_points(n: usize) -> &'static [f64] {
     }
 }
 
-/// Rows of a transform matrix, each as its non-zero `(column, coefficient)` terms.
-type Sparse = Vec<Vec<(usize, f32)>>;
+/// Largest input tile side of any algorithm (F(4x4,5x5)).
+const MAX_A: usize = 8;
+
+/// A transform matrix in the top-left corner of a fixed 8 x 8 array, so the passes can take
+/// its size as a constant.
+type Dense = [[f32; MAX_A]; MAX_A];
 
 /// The three matrices of one algorithm: y = Aᵀ [(G g) ⊙ (Bᵀ d)] along one axis.
 struct Matrices {
     /// Bᵀ, n x n.
-    bt: Sparse,
+    bt: Dense,
     /// Aᵀ, m x n.
-    at: Sparse,
+    at: Dense,
     /// G, n x r, in f64: the weights are transformed once, at load.
     g: Vec<Vec<f64>>,
 }
@@ -119,41 +123,110 @@ impl Matrices {
             }
             row[n - 1] = if i == m - 1 { 1.0 } else { 0.0 };
         }
-        let sparse = |rows: &[Vec<f64>]| -> Sparse {
-            rows.iter()
-                .map(|row| {
-                    row.iter()
-                        .enumerate()
-                        .filter(|(_, v)| **v != 0.0)
-                        .map(|(j, v)| (j, *v as f32))
-                        .collect()
-                })
-                .collect()
+        let dense = |rows: &[Vec<f64>]| -> Dense {
+            let mut d = [[0f32; MAX_A]; MAX_A];
+            for (k, row) in rows.iter().enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    d[k][j] = *v as f32;
+                }
+            }
+            d
         };
         Matrices {
-            bt: sparse(&bt),
-            at: sparse(&at),
+            bt: dense(&bt),
+            at: dense(&at),
             g,
         }
     }
 }
 
-/// `dst[k] = sum_j rows[k][j] * src[j]` over `len` lanes (source row j at `src[j * ss..]`,
-/// destination row k at `dst[k * ds..]`).
-fn apply(rows: &Sparse, src: &[f32], ss: usize, dst: &mut [f32], ds: usize, len: usize) {
-    for (k, terms) in rows.iter().enumerate() {
-        let d = &mut dst[k * ds..k * ds + len];
-        let (first, rest) = terms.split_first().expect("no transform row is all zero");
-        let s = &src[first.0 * ss..first.0 * ss + len];
-        for (d, s) in d.iter_mut().zip(s) {
-            *d = first.1 * s;
-        }
-        for &(j, c) in rest {
-            let s = &src[j * ss..j * ss + len];
-            for (d, s) in d.iter_mut().zip(s) {
-                *d += c * s;
+/// Lanes one step of a pass takes: whole vector registers (one AVX-512, two AVX2, four SSE),
+/// with no remainder loop in between.
+pub const W: usize = 16;
+
+/// `dst[k] = f(src[0..I])[k]` for each lane: `I` source rows of `len` lanes (row j at
+/// `src[j * ss..]`) to `O` destination rows (row k at `dst[k * ds..]`). The lanes go in chunks
+/// of [`W`] through fixed-size arrays, so each chunk compiles to whole vector operations, and
+/// the tail lane by lane.
+#[inline(always)]
+fn lanewise<const I: usize, const O: usize>(
+    src: &[f32],
+    ss: usize,
+    dst: &mut [f32],
+    ds: usize,
+    len: usize,
+    f: impl Fn([f32; I]) -> [f32; O],
+) {
+    let s = rows::<I>(src, ss, len);
+    let d = rows_mut::<O>(dst, ds, len);
+    let full = len / W * W;
+    for base in (0..full).step_by(W) {
+        let x: [&[f32; W]; I] =
+            std::array::from_fn(|r| s[r][base..base + W].try_into().expect("W lanes"));
+        let mut y = [[0f32; W]; O];
+        for j in 0..W {
+            let out = f(std::array::from_fn(|r| x[r][j]));
+            for k in 0..O {
+                y[k][j] = out[k];
             }
         }
+        for k in 0..O {
+            d[k][base..base + W].copy_from_slice(&y[k]);
+        }
+    }
+    for j in full..len {
+        let out = f(std::array::from_fn(|r| s[r][j]));
+        for k in 0..O {
+            d[k][j] = out[k];
+        }
+    }
+}
+
+/// `dst[k] = sum_j mat[k][j] * src[j]` over the lanes, for the top-left `O` x `I` of `mat`.
+/// Zero coefficients add exact zeros, so the sums round as the non-zero terms alone would.
+#[inline(always)]
+fn dense<const I: usize, const O: usize>(
+    mat: &Dense,
+    src: &[f32],
+    ss: usize,
+    dst: &mut [f32],
+    ds: usize,
+    len: usize,
+) {
+    let mat: [[f32; I]; O] = std::array::from_fn(|k| std::array::from_fn(|j| mat[k][j]));
+    lanewise::<I, O>(src, ss, dst, ds, len, |x| {
+        std::array::from_fn(|k| {
+            let mut acc = mat[k][0] * x[0];
+            for j in 1..I {
+                acc += mat[k][j] * x[j];
+            }
+            acc
+        })
+    })
+}
+
+/// [`dense`] for the sizes the built algorithms have: `rows` x `cols` of `mat`.
+#[inline(always)]
+fn apply(
+    mat: &Dense,
+    (rows, cols): (usize, usize),
+    src: &[f32],
+    ss: usize,
+    dst: &mut [f32],
+    ds: usize,
+    len: usize,
+) {
+    match (rows, cols) {
+        (5, 5) => dense::<5, 5>(mat, src, ss, dst, ds, len),
+        (6, 6) => dense::<6, 6>(mat, src, ss, dst, ds, len),
+        (7, 7) => dense::<7, 7>(mat, src, ss, dst, ds, len),
+        (8, 8) => dense::<8, 8>(mat, src, ss, dst, ds, len),
+        (3, 5) => dense::<5, 3>(mat, src, ss, dst, ds, len),
+        (2, 6) => dense::<6, 2>(mat, src, ss, dst, ds, len),
+        (3, 7) => dense::<7, 3>(mat, src, ss, dst, ds, len),
+        (4, 8) => dense::<8, 4>(mat, src, ss, dst, ds, len),
+        (4, 6) => dense::<6, 4>(mat, src, ss, dst, ds, len),
+        _ => unreachable!("no Winograd algorithm has a {rows}x{cols} transform"),
     }
 }
 
@@ -249,76 +322,76 @@ impl Tile {
 
     /// Bᵀ along one axis: `a` source rows of `len` lanes (row r at `src[r * ss..]`) to `a`
     /// destination rows (row k at `dst[k * ds..]`).
+    #[inline(always)]
     pub fn input_1d(self, src: &[f32], ss: usize, dst: &mut [f32], ds: usize, len: usize) {
         match self {
-            Tile::F2 => {
-                let [s0, s1, s2, s3] = rows::<4>(src, ss, len);
-                let [d0, d1, d2, d3] = rows_mut::<4>(dst, ds, len);
-                for j in 0..len {
-                    let (x0, x1, x2, x3) = (s0[j], s1[j], s2[j], s3[j]);
-                    d0[j] = x0 - x2;
-                    d1[j] = x1 + x2;
-                    d2[j] = x2 - x1;
-                    d3[j] = x1 - x3;
-                }
-            }
-            Tile::F4 => {
-                let [s0, s1, s2, s3, s4, s5] = rows::<6>(src, ss, len);
-                let [d0, d1, d2, d3, d4, d5] = rows_mut::<6>(dst, ds, len);
-                for j in 0..len {
-                    let (x0, x1, x2, x3, x4, x5) = (s0[j], s1[j], s2[j], s3[j], s4[j], s5[j]);
-                    let p = x4 - 4.0 * x2;
-                    let q = 4.0 * x1 - x3;
-                    let r = x4 - x2;
-                    let s = 2.0 * (x1 - x3);
-                    d0[j] = 4.0 * x0 - 5.0 * x2 + x4;
-                    d1[j] = p - q;
-                    d2[j] = p + q;
-                    d3[j] = r - s;
-                    d4[j] = r + s;
-                    d5[j] = 4.0 * x1 - 5.0 * x3 + x5;
-                }
-            }
-            _ => apply(&self.matrices().bt, src, ss, dst, ds, len),
+            Tile::F2 => lanewise::<4, 4>(src, ss, dst, ds, len, |[x0, x1, x2, x3]| {
+                [x0 - x2, x1 + x2, x2 - x1, x1 - x3]
+            }),
+            Tile::F4 => lanewise::<6, 6>(src, ss, dst, ds, len, |[x0, x1, x2, x3, x4, x5]| {
+                let p = x4 - 4.0 * x2;
+                let q = 4.0 * x1 - x3;
+                let r = x4 - x2;
+                let s = 2.0 * (x1 - x3);
+                [
+                    4.0 * x0 - 5.0 * x2 + x4,
+                    p - q,
+                    p + q,
+                    r - s,
+                    r + s,
+                    4.0 * x1 - 5.0 * x3 + x5,
+                ]
+            }),
+            _ => apply(
+                &self.matrices().bt,
+                (self.a(), self.a()),
+                src,
+                ss,
+                dst,
+                ds,
+                len,
+            ),
         }
     }
 
     /// Aᵀ along one axis: `a` source rows of `len` lanes to `m` destination rows.
+    #[inline(always)]
     pub fn output_1d(self, src: &[f32], ss: usize, dst: &mut [f32], ds: usize, len: usize) {
         match self {
-            Tile::F2 => {
-                let [s0, s1, s2, s3] = rows::<4>(src, ss, len);
-                let [d0, d1] = rows_mut::<2>(dst, ds, len);
-                for j in 0..len {
-                    let (x0, x1, x2, x3) = (s0[j], s1[j], s2[j], s3[j]);
-                    d0[j] = x0 + x1 + x2;
-                    d1[j] = x1 - x2 - x3;
-                }
-            }
-            Tile::F4 => {
-                let [s0, s1, s2, s3, s4, s5] = rows::<6>(src, ss, len);
-                let [d0, d1, d2, d3] = rows_mut::<4>(dst, ds, len);
-                for j in 0..len {
-                    let (x0, x1, x2, x3, x4, x5) = (s0[j], s1[j], s2[j], s3[j], s4[j], s5[j]);
-                    let (sum12, dif12) = (x1 + x2, x1 - x2);
-                    let (sum34, dif34) = (x3 + x4, x3 - x4);
-                    d0[j] = x0 + sum12 + sum34;
-                    d1[j] = dif12 + 2.0 * dif34;
-                    d2[j] = sum12 + 4.0 * sum34;
-                    d3[j] = dif12 + 8.0 * dif34 + x5;
-                }
-            }
-            _ => apply(&self.matrices().at, src, ss, dst, ds, len),
+            Tile::F2 => lanewise::<4, 2>(src, ss, dst, ds, len, |[x0, x1, x2, x3]| {
+                [x0 + x1 + x2, x1 - x2 - x3]
+            }),
+            Tile::F4 => lanewise::<6, 4>(src, ss, dst, ds, len, |[x0, x1, x2, x3, x4, x5]| {
+                let (sum12, dif12) = (x1 + x2, x1 - x2);
+                let (sum34, dif34) = (x3 + x4, x3 - x4);
+                [
+                    x0 + sum12 + sum34,
+                    dif12 + 2.0 * dif34,
+                    sum12 + 4.0 * sum34,
+                    dif12 + 8.0 * dif34 + x5,
+                ]
+            }),
+            _ => apply(
+                &self.matrices().at,
+                (self.m(), self.a()),
+                src,
+                ss,
+                dst,
+                ds,
+                len,
+            ),
         }
     }
 }
 
 /// `N` rows of exactly `len` values, `stride` apart.
+#[inline(always)]
 fn rows<const N: usize>(src: &[f32], stride: usize, len: usize) -> [&[f32]; N] {
     std::array::from_fn(|r| &src[r * stride..r * stride + len])
 }
 
 /// `N` disjoint mutable rows of exactly `len` values, `stride >= len` apart.
+#[inline(always)]
 fn rows_mut<const N: usize>(dst: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; N] {
     debug_assert!(stride >= len);
     let mut rest = dst;
@@ -406,12 +479,12 @@ mod tests {
             let tile = Tile::F4;
             let (m, a) = (tile.m(), tile.a());
             let built = Matrices::build(m, 3);
-            let len = 7;
+            let len = W + 7;
             let src = values(a * len, 5);
             let mut written = vec![0f32; a * len];
             let mut generic = vec![0f32; a * len];
             tile.input_1d(&src, len, &mut written, len, len);
-            apply(&built.bt, &src, len, &mut generic, len, len);
+            apply(&built.bt, (a, a), &src, len, &mut generic, len, len);
             for (w, g) in written.iter().zip(&generic) {
                 assert!(
                     (w - g).abs() <= 1e-5 * w.abs().max(1.0),
@@ -420,7 +493,7 @@ mod tests {
                 );
             }
             tile.output_1d(&src, len, &mut written, len, len);
-            apply(&built.at, &src, len, &mut generic, len, len);
+            apply(&built.at, (m, a), &src, len, &mut generic, len, len);
             for (w, g) in written[..m * len].iter().zip(&generic[..m * len]) {
                 assert!(
                     (w - g).abs() <= 1e-5 * w.abs().max(1.0),
@@ -436,10 +509,10 @@ mod tests {
 
     #[test]
     fn lanes_are_independent() {
-        // The same transform on 5 lanes at once equals it lane by lane.
+        // The same transform on whole chunks of lanes and a tail at once equals it lane by lane.
         for tile in ALL {
             let a = tile.a();
-            let len = 5;
+            let len = 2 * W + 5;
             let src = values(a * len, 11);
             let mut all = vec![0f32; a * len];
             tile.input_1d(&src, len, &mut all, len, len);
