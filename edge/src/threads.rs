@@ -8,7 +8,12 @@ use tract_onnx::prelude::*;
 
 /// Threads of the executor tract currently runs with (1 when single-threaded).
 pub fn threads() -> usize {
-    match current_tract_executor() {
+    threads_of(&current_tract_executor())
+}
+
+/// Threads of `executor` (1 when single-threaded).
+pub fn threads_of(executor: &Executor) -> usize {
+    match executor {
         Executor::MultiThread(pool) => pool.current_num_threads().max(1),
         _ => 1,
     }

@@ -42,10 +42,9 @@ struct Packed {
     /// Tiles per block: all of them, or a multiple of the kernel's panel width.
     block: usize,
     /// Each part's products laid out `[o, point, block]` (else `[point, o, block]`), parts one
-    /// after the other. Taken when the layer
-    /// needs more than one block. Measured on AlexNet (Xeon, 1 thread): on a 1280x720 field it
-    /// took conv2 from 58 to 47 ms and conv1 from 40 to 37; on one 224 tile, where every layer
-    /// is one block, it cost 0.1-0.5 ms per layer.
+    /// after the other. Taken when the layer needs more than one block. Measured on AlexNet
+    /// (Xeon, 1 thread): on a 1280x720 field it took conv2 from 58 to 47 ms and conv1 from 40
+    /// to 37; on one 224 tile, where every layer is one block, it cost 0.1-0.5 ms per layer.
     by_channel: bool,
 }
 

@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
@@ -309,11 +308,10 @@ fn decide(
     let kernel = layer.kernel.try_as_plain_ram()?;
     let kernel = kernel.as_slice::<f32>()?;
     let mut best: Option<(f64, WinogradConv)> = None;
-    let threads = match &options.executor {
-        Some(Executor::MultiThread(pool)) => pool.current_num_threads().max(1),
-        Some(_) => 1,
-        None => crate::threads::threads(),
-    };
+    let threads = options
+        .executor
+        .as_ref()
+        .map_or_else(crate::threads::threads, crate::threads::threads_of);
     for &tile in Tile::for_kernel(g.inner().kernel) {
         let op =
             WinogradConv::for_threads(tile, g.clone(), kernel, &layer.bias_per_channel, threads)?;
