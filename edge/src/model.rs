@@ -105,6 +105,8 @@ pub struct Model {
     input_shape: [usize; 4],
     timings: LoadTimings,
     conv: ConvChoice,
+    /// The plan's executor: each run goes onto its pool (`threads::run_in_pool`).
+    executor: tract_linalg::multithread::Executor,
     /// What the convolution pass did with each convolution of the tile plan.
     convs: Vec<LayerReport>,
     // A Mutex (not a fresh state per call) so the op states and scratch
@@ -226,7 +228,7 @@ impl Model {
             tract_linalg::multithread::Executor::SingleThread
         };
         let options = RunOptions {
-            executor: Some(executor),
+            executor: Some(executor.clone()),
             ..RunOptions::default()
         };
         // The convolution pass times its candidates with the plan's own threads.
@@ -266,6 +268,7 @@ impl Model {
             },
             conv,
             convs,
+            executor,
             runner: Mutex::new(Runner { state, input: None }),
             dense,
             stain: card
@@ -672,10 +675,11 @@ impl Model {
             // would not, but it keeps the run deterministic).
             slice[data.len()..].fill(0.0);
         }
-        let outputs = runner
-            .state
-            .run(tvec![TValue::from_const(input.clone())])
-            .map_err(fail)?;
+        let state = &mut runner.state;
+        let outputs = crate::threads::run_in_pool(&self.executor, || {
+            state.run(tvec![TValue::from_const(input.clone())])
+        })
+        .map_err(fail)?;
         runner.input = Some(input);
         let view = outputs[0].try_as_plain_ram().map_err(fail)?;
         let probs = view.as_slice::<f32>().map_err(fail)?;

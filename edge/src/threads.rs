@@ -71,6 +71,18 @@ where
     }
 }
 
+/// `f` (a run of a whole plan) on a thread of `executor`'s pool, with `executor` as tract's
+/// current one. Every op of the plan then starts its splits from a worker, and between ops no
+/// thread hands the work back and forth: run from outside the pool, each multi-threaded op was
+/// a round trip to the pool's threads of its own.
+pub fn run_in_pool<R, F>(executor: &Executor, f: F) -> R
+where
+    R: Send,
+    F: FnOnce() -> R + Send,
+{
+    multithread_tract_scope(executor.clone(), || in_pool(f))
+}
+
 /// `f` over `0..n`, cut into one contiguous range per thread of the current executor.
 pub fn for_each_range<F>(n: usize, f: F) -> TractResult<()>
 where

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::knobs::KnobScope;
 use tract_onnx::tract_core::runtime::RunOptions;
@@ -74,7 +75,8 @@ impl DensePlans {
         let at = self.plan_for(w, h).map_err(fail)?;
         // Most recently used last, so eviction drops the oldest size.
         let mut plan = self.plans.remove(at);
-        let result = Self::run_plan(&mut plan, chw, w, h).map_err(fail);
+        let result =
+            Self::run_plan(&mut plan, self.options.executor.as_ref(), chw, w, h).map_err(fail);
         self.plans.push(plan);
         result
     }
@@ -122,7 +124,13 @@ impl DensePlans {
         Ok(self.plans.len() - 1)
     }
 
-    fn run_plan(plan: &mut SizedPlan, chw: &[f32], w: u32, h: u32) -> TractResult<Vec<f32>> {
+    fn run_plan(
+        plan: &mut SizedPlan,
+        executor: Option<&Executor>,
+        chw: &[f32],
+        w: u32,
+        h: u32,
+    ) -> TractResult<Vec<f32>> {
         let shape = [1, 3, h as usize, w as usize];
         let mut input = match plan.input.take() {
             Some(t) => t,
@@ -136,7 +144,12 @@ impl DensePlans {
             let mut view = tensor.try_as_plain_ram_mut()?;
             view.as_slice_mut::<f32>()?.copy_from_slice(chw);
         }
-        let outputs = plan.state.run(tvec![TValue::from_const(input.clone())])?;
+        let state = &mut plan.state;
+        let mut run = || state.run(tvec![TValue::from_const(input.clone())]);
+        let outputs = match executor {
+            Some(executor) => crate::threads::run_in_pool(executor, run)?,
+            None => run()?,
+        };
         plan.input = Some(input);
         let view = outputs[0].try_as_plain_ram()?;
         Ok(view.as_slice::<f32>()?.to_vec())

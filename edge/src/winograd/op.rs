@@ -529,22 +529,12 @@ impl WinogradConv {
     ) {
         let (g, tile, p) = (&self.inner, self.tile, &*self.packed);
         let (m, a) = (tile.m(), tile.a());
-        let (th, tw) = g.tiles(tile);
         let block = p.block;
         let plane = g.oh * g.ow;
         let relu = self.relu;
         let (o0, rows_in_part) = (channels.start, channels.len());
-        // Per tile of the block: its top-left output offset in channel 0, and how many of its
-        // rows and columns lie inside the output. Found once here rather than by divisions per
-        // tile and channel.
-        let places: Vec<(usize, usize, usize)> = (start..start + nb)
-            .map(|tt| {
-                let (img, rem) = (tt / (th * tw), tt % (th * tw));
-                let (ty, tx) = (rem / tw, rem % tw);
-                let at = img * g.o * plane + ty * m * g.ow + tx * m;
-                (at, m.min(g.oh - ty * m), m.min(g.ow - tx * m))
-            })
-            .collect();
+        let mut runs = Vec::new();
+        tile_runs(g, tile, start, nb, &mut runs);
         const L: usize = OUT_LANES;
         let mut t = vec![0f32; m * a * L];
         let mut r = vec![0f32; m * m * L];
@@ -568,21 +558,105 @@ impl WinogradConv {
                 for i in 0..m {
                     tile.output_1d(&t[i * a * L..], L, &mut r[i * m * L..], L, len);
                 }
-                for (lane, &(at, rows, cols)) in places[t0..t0 + len].iter().enumerate() {
-                    let at = at + o * plane;
+                for run in &runs {
+                    // The part of the run inside lanes t0..t0 + len.
+                    let lo = run.lane.max(t0);
+                    let hi = (run.lane + run.tiles).min(t0 + len);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let tx = run.tx + lo - run.lane;
+                    let rows = m.min(g.oh - run.ty * m);
+                    let cols = ((hi - lo) * m).min(g.ow - tx * m);
+                    let at = (run.img * g.o + o) * plane + run.ty * m * g.ow + tx * m;
                     for i in 0..rows {
-                        for jj in 0..cols {
-                            // SAFETY: output channel o belongs to this range alone, and the
-                            // offset is inside the [n, o, oh, ow] output.
-                            let v = r[(i * m + jj) * L + lane] + bias;
-                            unsafe {
-                                *y.0.add(at + i * g.ow + jj) = if relu { v.max(0.0) } else { v }
-                            };
-                        }
+                        // SAFETY: output channel o belongs to this range alone, and the row
+                        // is inside the [n, o, oh, ow] output.
+                        let dst =
+                            unsafe { std::slice::from_raw_parts_mut(y.0.add(at + i * g.ow), cols) };
+                        let src = &r[i * m * L + lo - t0..];
+                        write_row(m, relu, src, L, dst, bias);
                     }
                 }
             }
         }
+    }
+}
+
+/// Consecutive tiles of one tile row of one image, as lanes of a block.
+struct Run {
+    /// Lane of the first tile.
+    lane: usize,
+    tiles: usize,
+    img: usize,
+    ty: usize,
+    /// Tile column of the first tile.
+    tx: usize,
+}
+
+/// The tiles `start..start + count` (numbered over images, tile rows and tile columns) as runs
+/// within tile rows, into `runs`.
+fn tile_runs(g: &Geometry, tile: Tile, start: usize, count: usize, runs: &mut Vec<Run>) {
+    let (th, tw) = g.tiles(tile);
+    runs.clear();
+    let mut lane = 0;
+    while lane < count {
+        let tt = start + lane;
+        let (img, rem) = (tt / (th * tw), tt % (th * tw));
+        let (ty, tx) = (rem / tw, rem % tw);
+        let tiles = (tw - tx).min(count - lane);
+        runs.push(Run {
+            lane,
+            tiles,
+            img,
+            ty,
+            tx,
+        });
+        lane += tiles;
+    }
+}
+
+/// One output row of a run of tiles: `dst[k·m + j] = src[j·stride + k] + bias` (ReLU'd when
+/// `relu`), the `m` rows of lanes interleaved, with `m` and `relu` known at compile time so the
+/// interleave vectorises.
+#[inline(always)]
+fn write_row(m: usize, relu: bool, src: &[f32], stride: usize, dst: &mut [f32], bias: f32) {
+    #[inline(always)]
+    fn fixed<const M: usize, const RELU: bool>(
+        src: &[f32],
+        stride: usize,
+        dst: &mut [f32],
+        bias: f32,
+    ) {
+        let full = dst.len() / M;
+        let f = |x: f32| {
+            let v = x + bias;
+            if RELU {
+                v.max(0.0)
+            } else {
+                v
+            }
+        };
+        let rows: [&[f32]; M] =
+            std::array::from_fn(|j| &src[j * stride..][..dst.len().div_ceil(M)]);
+        let (head, tail) = dst.split_at_mut(full * M);
+        for (k, out) in head.chunks_exact_mut(M).enumerate() {
+            for j in 0..M {
+                out[j] = f(rows[j][k]);
+            }
+        }
+        for (j, out) in tail.iter_mut().enumerate() {
+            *out = f(rows[j][full]);
+        }
+    }
+    match (m, relu) {
+        (2, false) => fixed::<2, false>(src, stride, dst, bias),
+        (2, true) => fixed::<2, true>(src, stride, dst, bias),
+        (3, false) => fixed::<3, false>(src, stride, dst, bias),
+        (3, true) => fixed::<3, true>(src, stride, dst, bias),
+        (4, false) => fixed::<4, false>(src, stride, dst, bias),
+        (4, true) => fixed::<4, true>(src, stride, dst, bias),
+        _ => unreachable!("no Winograd algorithm has {m}x{m} output tiles"),
     }
 }
 

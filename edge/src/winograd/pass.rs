@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use serde::Serialize;
+use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
@@ -22,7 +23,7 @@ pub const LAYER_TOLERANCE: f32 = 1e-4;
 /// convolution, so timing noise cannot pick a path that is not faster.
 const AUTO_MARGIN: f64 = 0.95;
 
-/// Timed runs per candidate at load (after one untimed run); the median decides. A layer whose
+/// Timed runs per candidate at load (after one untimed run), in rounds; the median decides. A layer whose
 /// untimed run took longer than [`LONG_RUN_MS`] gets [`LONG_RUNS`]: a whole-field plan's layers
 /// take tens of milliseconds each, and their timing is part of building the plan.
 const TIMED_RUNS: usize = 5;
@@ -302,30 +303,33 @@ fn decide(
         m.select_output_outlets(&y)?;
         m.into_optimized()?.into_runnable_with_options(options)?
     };
-    let (expected, tract_ms) = run_timed(&reference, &input, evict_buffer)?;
-    report.tract_ms = Some(tract_ms);
-    let scale = max_abs(&expected)?.max(f32::MIN_POSITIVE);
-    let kernel = layer.kernel.try_as_plain_ram()?;
-    let kernel = kernel.as_slice::<f32>()?;
-    let mut best: Option<(f64, WinogradConv)> = None;
     let threads = options
         .executor
         .as_ref()
         .map_or_else(crate::threads::threads, crate::threads::threads_of);
+    let kernel = layer.kernel.try_as_plain_ram()?;
+    let kernel = kernel.as_slice::<f32>()?;
+    let mut ops = Vec::new();
+    let mut plans = vec![reference];
     for &tile in Tile::for_kernel(g.inner().kernel) {
         let op =
             WinogradConv::for_threads(tile, g.clone(), kernel, &layer.bias_per_channel, threads)?;
-        let plan = {
-            let mut m = TypedModel::default();
-            let x = m.add_source("x", f32::fact([g.n, g.c, g.h, g.w]))?;
-            let y = m.wire_node(&node.name, op.clone(), &[x])?;
-            m.select_output_outlets(&y)?;
-            m.into_runnable_with_options(options)?
-        };
-        let (got, ms) = run_timed(&plan, &input, evict_buffer)?;
-        let diff = max_abs_diff(&expected, &got)?;
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([g.n, g.c, g.h, g.w]))?;
+        let y = m.wire_node(&node.name, op.clone(), &[x])?;
+        m.select_output_outlets(&y)?;
+        plans.push(m.into_runnable_with_options(options)?);
+        ops.push(op);
+    }
+    let (outputs, times) = run_timed(&plans, &input, evict_buffer, options.executor.as_ref())?;
+    let (expected, tract_ms) = (&outputs[0], times[0]);
+    report.tract_ms = Some(tract_ms);
+    let scale = max_abs(expected)?.max(f32::MIN_POSITIVE);
+    let mut best: Option<(f64, WinogradConv)> = None;
+    for ((op, got), &ms) in ops.into_iter().zip(&outputs[1..]).zip(&times[1..]) {
+        let diff = max_abs_diff(expected, got)?;
         report.candidates.push(Candidate {
-            tile: tile.name(),
+            tile: op.tile.name(),
             max_abs_diff: diff,
             relative_diff: diff / scale,
             ms,
@@ -365,39 +369,73 @@ fn decide(
 /// With 64 MiB the load-time times of conv3-5 match their times in the plan within 10%.
 const EVICT_BYTES: usize = 64 << 20;
 
-/// Writes a line of every 64 bytes of `buffer`.
-fn evict(buffer: &mut [u8]) {
-    for line in buffer.iter_mut().step_by(64) {
-        *line = line.wrapping_add(1);
-    }
-    std::hint::black_box(buffer);
+/// Writes a line of every 64 bytes of `buffer`, split across the current executor's threads:
+/// each core's caches are cleared, and its thread is awake when the timed run starts, as after
+/// the layer before it in the plan.
+fn evict(buffer: &mut [u8]) -> TractResult<()> {
+    let parts = crate::threads::threads();
+    let chunk = buffer.len().div_ceil(parts).max(1);
+    crate::threads::for_each_part(buffer.chunks_mut(chunk).collect(), |part| {
+        for line in part.iter_mut().step_by(64) {
+            *line = line.wrapping_add(1);
+        }
+        std::hint::black_box(part);
+        Ok(())
+    })
 }
 
-/// The plan's output for `input` and its median time over a few runs after one untimed, each
-/// run after the cache has been cleared of it by writing `evict_buffer` ([`EVICT_BYTES`]).
+/// Each plan's output for `input` and its median time over a few runs after one untimed, each
+/// run after the cache has been cleared of it by writing `evict_buffer` ([`EVICT_BYTES`]). The
+/// plans take turns, one run each per round, so a burst of load from elsewhere on the machine
+/// slows all of them alike rather than the one that happened to be timed then.
 fn run_timed(
-    plan: &Arc<TypedRunnableModel>,
+    plans: &[Arc<TypedRunnableModel>],
     input: &Tensor,
     evict_buffer: &mut Vec<u8>,
-) -> TractResult<(Tensor, f64)> {
-    let mut state = TypedSimpleState::new(plan)?;
+    executor: Option<&Executor>,
+) -> TractResult<(Vec<Tensor>, Vec<f64>)> {
+    let mut states = plans
+        .iter()
+        .map(TypedSimpleState::new)
+        .collect::<TractResult<Vec<_>>>()?;
     evict_buffer.resize(EVICT_BYTES, 0);
-    let t = Instant::now();
-    let mut out = state.run(tvec![input.clone().into_tvalue()])?;
-    let runs = if t.elapsed().as_secs_f64() * 1e3 > LONG_RUN_MS {
+    let mut outputs = Vec::with_capacity(plans.len());
+    let mut longest = 0f64;
+    for state in &mut states {
+        let t = Instant::now();
+        let mut out = state.run(tvec![input.clone().into_tvalue()])?;
+        longest = longest.max(t.elapsed().as_secs_f64() * 1e3);
+        outputs.push(out.remove(0).into_tensor());
+    }
+    let runs = if longest > LONG_RUN_MS {
         LONG_RUNS
     } else {
         TIMED_RUNS
     };
-    let mut times = Vec::with_capacity(runs);
+    let mut times = vec![Vec::with_capacity(runs); plans.len()];
     for _ in 0..runs {
-        evict(evict_buffer);
-        let t = Instant::now();
-        state.run(tvec![input.clone().into_tvalue()])?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+        for (state, times) in states.iter_mut().zip(&mut times) {
+            // As the plan runs: on the pool, with its threads awake from the work before.
+            let mut timed = || -> TractResult<f64> {
+                evict(evict_buffer)?;
+                let t = Instant::now();
+                state.run(tvec![input.clone().into_tvalue()])?;
+                Ok(t.elapsed().as_secs_f64() * 1e3)
+            };
+            times.push(match executor {
+                Some(executor) => crate::threads::run_in_pool(executor, timed)?,
+                None => timed()?,
+            });
+        }
     }
-    times.sort_by(f64::total_cmp);
-    Ok((out.remove(0).into_tensor(), times[times.len() / 2]))
+    let medians = times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    Ok((outputs, medians))
 }
 
 /// Deterministic values in [-1, 1].
