@@ -142,7 +142,7 @@ fn max_abs(t: &Tensor) -> f32 {
         .fold(0f32, |m, x| m.max(x.abs()))
 }
 
-const SHAPES: [Shape; 10] = [
+const SHAPES: [Shape; 11] = [
     // a 3-channel first layer, "same" padding
     Shape {
         k: 3,
@@ -252,6 +252,18 @@ const SHAPES: [Shape; 10] = [
         h: 19,
         w: 14,
         pads: [1, 2, 2, 0],
+    },
+    // 7x7 stride 3 over one channel, two images: 9 phase planes per image, which two threads
+    // split inside a row's phases (planes gathered one by one as well as a row's at once)
+    Shape {
+        k: 7,
+        stride: 3,
+        n: 2,
+        c: 1,
+        o: 5,
+        h: 20,
+        w: 23,
+        pads: [3, 3, 3, 3],
     },
 ];
 

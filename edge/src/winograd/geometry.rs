@@ -88,36 +88,101 @@ impl Geometry {
         xs: &[f32],
         out: SharedMut,
         planes: std::ops::Range<usize>,
+        padded: (usize, usize),
+    ) {
+        let s = self.stride;
+        let mut plane = planes.start;
+        let mut row = Vec::new();
+        while plane < planes.end {
+            // The s phases of one input row are consecutive planes: with all of them in the
+            // range, each input row is read once, whole, instead of once per phase.
+            if s > 1 && plane.is_multiple_of(s) && plane + s <= planes.end {
+                self.gather_phases(xs, out, plane, padded, &mut row);
+                plane += s;
+            } else {
+                self.gather_plane(xs, out, plane, padded);
+                plane += 1;
+            }
+        }
+    }
+
+    /// One padded plane of [`Geometry::gather_padded`].
+    fn gather_plane(&self, xs: &[f32], out: SharedMut, plane: usize, (hp, wp): (usize, usize)) {
+        let (s, inner_c) = (self.stride, self.inner().c);
+        let (img, ci) = (plane / inner_c, plane % inner_c);
+        let (c, py, px) = (ci / (s * s), (ci / s) % s, ci % s);
+        let src = &xs[(img * self.c + c) * self.h * self.w..][..self.h * self.w];
+        // Columns xx of the padded row that come from the input: x = xx·s + px - pad_left in
+        // 0..w.
+        let first = self.pad_left.saturating_sub(px).div_ceil(s).min(wp);
+        let end = ((self.w + self.pad_left).saturating_sub(px).div_ceil(s)).clamp(first, wp);
+        for yy in 0..hp {
+            // SAFETY: each plane is written by exactly one range, inside the buffer.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(out.0.add((plane * hp + yy) * wp), wp) };
+            let y = (yy * s + py) as isize - self.pad_top as isize;
+            if y < 0 || y as usize >= self.h {
+                dst.fill(0.0);
+                continue;
+            }
+            let row = &src[y as usize * self.w..][..self.w];
+            dst[..first].fill(0.0);
+            dst[end..].fill(0.0);
+            let x0 = first * s + px - self.pad_left;
+            if s == 1 {
+                dst[first..end].copy_from_slice(&row[x0..x0 + (end - first)]);
+            } else {
+                for (d, x) in dst[first..end].iter_mut().zip(row[x0..].iter().step_by(s)) {
+                    *d = *x;
+                }
+            }
+        }
+    }
+
+    /// The `s` padded planes of phases px = 0..s of one (image, channel, row phase), `first`
+    /// being phase 0's: each input row is padded once into `row`, then split into its phases.
+    fn gather_phases(
+        &self,
+        xs: &[f32],
+        out: SharedMut,
+        first: usize,
         (hp, wp): (usize, usize),
+        row: &mut Vec<f32>,
     ) {
         let (s, inner_c) = (self.stride, self.inner().c);
-        for plane in planes {
-            let (img, ci) = (plane / inner_c, plane % inner_c);
-            let (c, py, px) = (ci / (s * s), (ci / s) % s, ci % s);
-            let src = &xs[(img * self.c + c) * self.h * self.w..][..self.h * self.w];
-            // Columns xx of the padded row that come from the input: x = xx·s + px - pad_left
-            // in 0..w.
-            let first = self.pad_left.saturating_sub(px).div_ceil(s).min(wp);
-            let end = ((self.w + self.pad_left).saturating_sub(px).div_ceil(s)).clamp(first, wp);
-            for yy in 0..hp {
-                // SAFETY: each plane is written by exactly one range, inside the buffer.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.0.add((plane * hp + yy) * wp), wp)
-                };
-                let y = (yy * s + py) as isize - self.pad_top as isize;
-                if y < 0 || y as usize >= self.h {
-                    dst.fill(0.0);
-                    continue;
-                }
-                let row = &src[y as usize * self.w..][..self.w];
-                dst[..first].fill(0.0);
-                dst[end..].fill(0.0);
-                let x0 = first * s + px - self.pad_left;
-                if s == 1 {
-                    dst[first..end].copy_from_slice(&row[x0..x0 + (end - first)]);
-                } else {
-                    for (d, x) in dst[first..end].iter_mut().zip(row[x0..].iter().step_by(s)) {
-                        *d = *x;
+        let (img, ci) = (first / inner_c, first % inner_c);
+        let (c, py) = (ci / (s * s), (ci / s) % s);
+        let src = &xs[(img * self.c + c) * self.h * self.w..][..self.h * self.w];
+        // Padded row: value j is input column j - pad_left, or zero; phase px's column xx is
+        // value xx·s + px.
+        row.resize(wp * s, 0.0);
+        let left = self.pad_left.min(row.len());
+        let right = (self.pad_left + self.w).min(row.len());
+        row[..left].fill(0.0);
+        row[right..].fill(0.0);
+        let mut dst: Vec<&mut [f32]> = Vec::with_capacity(s);
+        for yy in 0..hp {
+            dst.clear();
+            // SAFETY: each plane is written by exactly one range, inside the buffer.
+            dst.extend((0..s).map(|px| unsafe {
+                std::slice::from_raw_parts_mut(out.0.add(((first + px) * hp + yy) * wp), wp)
+            }));
+            let y = (yy * s + py) as isize - self.pad_top as isize;
+            if y < 0 || y as usize >= self.h {
+                dst.iter_mut().for_each(|d| d.fill(0.0));
+                continue;
+            }
+            let input = &src[y as usize * self.w..][..self.w];
+            row[left..right].copy_from_slice(&input[..right - left]);
+            match s {
+                2 => split_phases::<2>(row, &mut dst),
+                3 => split_phases::<3>(row, &mut dst),
+                4 => split_phases::<4>(row, &mut dst),
+                _ => {
+                    for (xx, chunk) in row.chunks_exact(s).enumerate() {
+                        for (d, v) in dst.iter_mut().zip(chunk) {
+                            d[xx] = *v;
+                        }
                     }
                 }
             }
@@ -140,5 +205,19 @@ impl Geometry {
     pub(super) fn total_tiles(&self, tile: Tile) -> usize {
         let (th, tw) = self.tiles(tile);
         self.n * th * tw
+    }
+}
+
+/// `dst[p][q] = row[q·S + p]`: a row split into its `S` phases, with `S` known at compile time
+/// so the split vectorises.
+#[inline(always)]
+fn split_phases<const S: usize>(row: &[f32], dst: &mut [&mut [f32]]) {
+    let dst: &mut [&mut [f32]; S] = dst.try_into().expect("S phases");
+    let n = dst[0].len();
+    let dst: [&mut [f32]; S] = std::array::from_fn(|p| &mut std::mem::take(&mut dst[p])[..n]);
+    for (q, chunk) in row.chunks_exact(S).take(n).enumerate() {
+        for p in 0..S {
+            dst[p][q] = chunk[p];
+        }
     }
 }
