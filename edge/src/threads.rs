@@ -1,6 +1,7 @@
 //! Splits work across the thread pool tract runs the plan with, so no second pool competes.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use tract_linalg::multithread::{current_tract_executor, multithread_tract_scope, Executor};
@@ -75,12 +76,51 @@ where
 /// current one. Every op of the plan then starts its splits from a worker, and between ops no
 /// thread hands the work back and forth: run from outside the pool, each multi-threaded op was
 /// a round trip to the pool's threads of its own.
+///
+/// While `f` runs, the pool's other threads wait for its splits spinning, not asleep: a thread
+/// woken from sleep for each split of each op costs a wake-up on every split, and on a busy
+/// virtual machine a sleeping core can take long to come back. ONNX Runtime's pool spins the
+/// same way by default. Between runs they sleep as usual.
 pub fn run_in_pool<R, F>(executor: &Executor, f: F) -> R
 where
     R: Send,
     F: FnOnce() -> R + Send,
 {
-    multithread_tract_scope(executor.clone(), || in_pool(f))
+    let pool = match executor {
+        Executor::MultiThread(pool)
+            if pool.current_num_threads() > 1 && pool.current_thread_index().is_none() =>
+        {
+            pool
+        }
+        _ => return multithread_tract_scope(executor.clone(), || in_pool(f)),
+    };
+    let done = AtomicBool::new(false);
+    pool.install(|| {
+        let runner = rayon::current_thread_index();
+        rayon::scope(|s| {
+            for _ in 1..pool.current_num_threads() {
+                let done = &done;
+                s.spawn(move |_| keep_warm(done, runner));
+            }
+            let result = multithread_tract_scope(executor.clone(), f);
+            done.store(true, Ordering::Release);
+            result
+        })
+    })
+}
+
+/// Runs the pool's pending work until `done`, spinning in between. A no-op on the thread that
+/// runs the plan (`runner`), which can pick this task up itself while it waits inside a split:
+/// spinning there would wait for its own run to end.
+fn keep_warm(done: &AtomicBool, runner: Option<usize>) {
+    if rayon::current_thread_index() == runner {
+        return;
+    }
+    while !done.load(Ordering::Acquire) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// `f` over `0..n`, cut into one contiguous range per thread of the current executor.
@@ -113,3 +153,36 @@ impl SharedMut {
 // SAFETY: every user writes disjoint regions from different threads and joins before reading.
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits inside a run on the pool finish, with the pool's other threads kept awake, at 2
+    /// and 3 threads and many times over: no thread waits on its own spinner.
+    #[test]
+    fn runs_in_pool_with_splits_finish_and_add_up() {
+        for threads in [2, 3] {
+            let executor = Executor::multithread(threads);
+            for round in 0..200usize {
+                let total = run_in_pool(&executor, || {
+                    let sums = Mutex::new(0usize);
+                    for_each_range(1000 + round, |r| {
+                        let part: usize = r.sum();
+                        *sums.lock().unwrap() += part;
+                        Ok(())
+                    })
+                    .unwrap();
+                    let seen = threads_of(&current_tract_executor());
+                    (sums.into_inner().unwrap(), seen)
+                });
+                let n = 1000 + round;
+                assert_eq!(
+                    total,
+                    (n * (n - 1) / 2, threads),
+                    "{threads} threads, round {round}"
+                );
+            }
+        }
+    }
+}
