@@ -102,11 +102,20 @@ where
                 let done = &done;
                 s.spawn(move |_| keep_warm(done, runner));
             }
-            let result = multithread_tract_scope(executor.clone(), f);
-            done.store(true, Ordering::Release);
-            result
+            // Set however `f` ends: a panic must not leave the scope waiting on spinners.
+            let _done = SetOnDrop(&done);
+            multithread_tract_scope(executor.clone(), f)
         })
     })
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 /// Runs the pool's pending work until `done`, spinning in between. A no-op on the thread that
@@ -184,5 +193,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A panic inside the run reaches the caller instead of leaving the spinners waiting.
+    #[test]
+    fn a_panic_inside_a_run_in_pool_returns() {
+        let executor = Executor::multithread(2);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_in_pool(&executor, || -> usize { panic!("inside the run") })
+        }));
+        assert!(caught.is_err());
+        // The pool still serves runs afterwards.
+        assert_eq!(run_in_pool(&executor, || 7), 7);
     }
 }
