@@ -676,7 +676,7 @@ impl Model {
             slice[data.len()..].fill(0.0);
         }
         let state = &mut runner.state;
-        let outputs = crate::threads::run_in_pool(&self.executor, || {
+        let outputs = crate::threads::run_in_pool(Some(&self.executor), || {
             state.run(tvec![TValue::from_const(input.clone())])
         })
         .map_err(fail)?;

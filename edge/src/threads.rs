@@ -80,12 +80,16 @@ where
 /// While `f` runs, the pool's other threads wait for its splits spinning, not asleep: a thread
 /// woken from sleep for each split of each op costs a wake-up on every split, and on a busy
 /// virtual machine a sleeping core can take long to come back. ONNX Runtime's pool spins the
-/// same way by default. Between runs they sleep as usual.
-pub fn run_in_pool<R, F>(executor: &Executor, f: F) -> R
+/// same way by default. Between runs they sleep as usual. With no executor (a plan built
+/// without one), `f` runs here.
+pub fn run_in_pool<R, F>(executor: Option<&Executor>, f: F) -> R
 where
     R: Send,
     F: FnOnce() -> R + Send,
 {
+    let Some(executor) = executor else {
+        return f();
+    };
     let pool = match executor {
         Executor::MultiThread(pool)
             if pool.current_num_threads() > 1 && pool.current_thread_index().is_none() =>
@@ -174,7 +178,7 @@ mod tests {
         for threads in [2, 3] {
             let executor = Executor::multithread(threads);
             for round in 0..200usize {
-                let total = run_in_pool(&executor, || {
+                let total = run_in_pool(Some(&executor), || {
                     let sums = Mutex::new(0usize);
                     for_each_range(1000 + round, |r| {
                         let part: usize = r.sum();
@@ -200,10 +204,10 @@ mod tests {
     fn a_panic_inside_a_run_in_pool_returns() {
         let executor = Executor::multithread(2);
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_in_pool(&executor, || -> usize { panic!("inside the run") })
+            run_in_pool(Some(&executor), || -> usize { panic!("inside the run") })
         }));
         assert!(caught.is_err());
         // The pool still serves runs afterwards.
-        assert_eq!(run_in_pool(&executor, || 7), 7);
+        assert_eq!(run_in_pool(Some(&executor), || 7), 7);
     }
 }

@@ -145,11 +145,9 @@ impl DensePlans {
             view.as_slice_mut::<f32>()?.copy_from_slice(chw);
         }
         let state = &mut plan.state;
-        let mut run = || state.run(tvec![TValue::from_const(input.clone())]);
-        let outputs = match executor {
-            Some(executor) => crate::threads::run_in_pool(executor, run)?,
-            None => run()?,
-        };
+        let outputs = crate::threads::run_in_pool(executor, || {
+            state.run(tvec![TValue::from_const(input.clone())])
+        })?;
         plan.input = Some(input);
         let view = outputs[0].try_as_plain_ram()?;
         Ok(view.as_slice::<f32>()?.to_vec())

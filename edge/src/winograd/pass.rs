@@ -23,9 +23,9 @@ pub const LAYER_TOLERANCE: f32 = 1e-4;
 /// convolution, so timing noise cannot pick a path that is not faster.
 const AUTO_MARGIN: f64 = 0.95;
 
-/// Timed runs per candidate at load (after one untimed run), in rounds; the median decides. A layer whose
-/// untimed run took longer than [`LONG_RUN_MS`] gets [`LONG_RUNS`]: a whole-field plan's layers
-/// take tens of milliseconds each, and their timing is part of building the plan.
+/// Timed runs per candidate at load (after one untimed run), in rounds; the median decides. A
+/// layer whose untimed run took longer than [`LONG_RUN_MS`] gets [`LONG_RUNS`]: a whole-field
+/// plan's layers take tens of milliseconds each, and their timing is part of building the plan.
 const TIMED_RUNS: usize = 5;
 const LONG_RUN_MS: f64 = 10.0;
 const LONG_RUNS: usize = 3;
@@ -416,16 +416,15 @@ fn run_timed(
     for _ in 0..runs {
         for (state, times) in states.iter_mut().zip(&mut times) {
             // As the plan runs: on the pool, with its threads awake from the work before.
-            let mut timed = || -> TractResult<f64> {
-                evict(evict_buffer)?;
-                let t = Instant::now();
-                state.run(tvec![input.clone().into_tvalue()])?;
-                Ok(t.elapsed().as_secs_f64() * 1e3)
-            };
-            times.push(match executor {
-                Some(executor) => crate::threads::run_in_pool(executor, timed)?,
-                None => timed()?,
-            });
+            times.push(crate::threads::run_in_pool(
+                executor,
+                || -> TractResult<f64> {
+                    evict(evict_buffer)?;
+                    let t = Instant::now();
+                    state.run(tvec![input.clone().into_tvalue()])?;
+                    Ok(t.elapsed().as_secs_f64() * 1e3)
+                },
+            )?);
         }
     }
     let medians = times
